@@ -1,0 +1,51 @@
+// A read-only memory map of a whole file: how checkpoints are read, so that
+// tensors can alias the file's pages instead of being copied.
+//
+// Usage:
+//   auto f = std::make_shared<continua::io::MappedFile>(
+//       continua::io::MappedFile::open("/ckpt/a.safetensors", "checkpoint"));
+//   const uint8_t* p = f->data();  // f->size() bytes, page-aligned
+//
+// Contract: open() throws continua::IoError naming the path when the file
+// cannot be opened, is not a regular file, or cannot be mapped, e.g.
+//   cannot open checkpoint '/x': No such file or directory
+// An empty file maps to size() == 0 and a non-null data(). The mapping is
+// private and read-only; it lives until the object (move-only) is destroyed.
+// Truncating the file while it is mapped makes reads of the lost pages raise
+// SIGBUS: checkpoints are only ever replaced by rename, never rewritten.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace continua::io {
+
+class MappedFile {
+ public:
+  // `what` names the file's role in error messages ("file", "checkpoint", ...).
+  static MappedFile open(const std::string& path, std::string_view what = "file");
+
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(const uint8_t* data, uint64_t size, std::string path)
+      : data_(data), size_(size), path_(std::move(path)) {}
+  void release() noexcept;
+
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  std::string path_;
+};
+
+}  // namespace continua::io

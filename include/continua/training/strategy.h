@@ -1,0 +1,206 @@
+// The strategy template: train(experience) and eval(stream), with plugins.
+//
+// A Strategy owns a model, an optimizer, an optional scheduler, a clock, the
+// data-order generator, the evaluator and a list of plugins (replay, EWC,
+// LwF, cumulative, checkpointing...). Its training loop runs mini-batches over
+// epochs and calls each plugin's hooks at fixed points. Everything that
+// changes as it trains is in its state (save_state / load_state), including
+// the position inside an epoch: a strategy restored from a checkpoint taken
+// after any iteration continues with the next mini-batch and ends
+// bit-identical to a run that never stopped.
+//
+//   continua::Strategy strategy(model, continua::StrategyOptions().epochs(1).seed(3));
+//   strategy.add_plugin(std::make_shared<continua::ReplayPlugin>(...));
+//   for (const auto& exp : bench->train_stream()) {
+//     strategy.train(exp);
+//     strategy.eval(bench->test_stream());
+//   }
+//
+// Contract: train() returns false when a stop was requested (request_stop(),
+// a signal handler may call it) and the loop stopped at an iteration
+// boundary; the state then describes the exact point to resume from.
+// Invalid options throw continua::InvalidArgument naming the option.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "continua/data/benchmark.h"
+#include "continua/evaluation/evaluator.h"
+#include "continua/models/model.h"
+#include "continua/state/state_tree.h"
+#include "continua/training/optimizer.h"
+
+namespace continua {
+
+class Strategy;
+
+// Counters of the training loop.
+struct Clock {
+  int64_t train_experiences = 0;   // experiences fully trained
+  int64_t train_iterations = 0;    // iterations over all experiences
+  int64_t train_epochs = 0;        // epochs over all experiences
+  int64_t experience_iterations = 0;  // iterations in the current experience
+  int64_t eval_iterations = 0;
+};
+
+// The samples one experience trains on: segments of experiences (the current
+// one, replay memory, earlier experiences for cumulative training), each
+// with the positions of its samples.
+struct TrainingSet {
+  struct Segment {
+    const Experience* experience;
+    at::Tensor positions;  // int64, positions within the experience
+  };
+  std::vector<Segment> segments;
+  int64_t size() const;
+  // The samples at the given global indices (0 <= i < size()), in order.
+  Batch get(const at::Tensor& indices) const;
+};
+
+class Plugin : public Stateful {
+ public:
+  // The key of the plugin's state: strategy.plugins.<name>.
+  virtual std::string name() const = 0;
+
+  virtual void before_training_exp(Strategy&) {}
+  // Add samples to the training set. Must depend only on the plugin's
+  // state, since it runs again when a run resumes mid-experience.
+  virtual void adapt_train_set(Strategy&, TrainingSet&) {}
+  virtual void before_training_epoch(Strategy&) {}
+  virtual void before_training_iteration(Strategy&) {}
+  virtual void after_forward(Strategy&) {}
+  // Add penalties to strategy.loss here.
+  virtual void before_backward(Strategy&) {}
+  virtual void after_backward(Strategy&) {}
+  virtual void after_training_iteration(Strategy&) {}
+  virtual void after_training_epoch(Strategy&) {}
+  virtual void after_training_exp(Strategy&) {}
+  virtual void before_eval(Strategy&) {}
+  virtual void after_eval(Strategy&) {}
+
+  void save_state(StateWriter&) const override {}
+  void load_state(const StateReader&) override {}
+};
+
+struct StrategyOptions {
+  StrategyOptions& train_mb_size(int64_t v) { train_mb_size_ = v; return *this; }
+  StrategyOptions& eval_mb_size(int64_t v) { eval_mb_size_ = v; return *this; }
+  StrategyOptions& epochs(int64_t v) { epochs_ = v; return *this; }
+  StrategyOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  StrategyOptions& device(std::string v) { device_ = std::move(v); return *this; }
+  StrategyOptions& optimizer(OptimizerOptions v) { optimizer_ = std::move(v); return *this; }
+  StrategyOptions& scheduler(SchedulerOptions v) { scheduler_ = v; return *this; }
+
+  int64_t train_mb_size_ = 64;
+  int64_t eval_mb_size_ = 256;
+  int64_t epochs_ = 1;
+  uint64_t seed_ = 0;
+  std::string device_ = "cpu";
+  OptimizerOptions optimizer_;
+  SchedulerOptions scheduler_;
+};
+
+class Strategy : public Stateful {
+ public:
+  Strategy(std::shared_ptr<Model> model, StrategyOptions options,
+           std::shared_ptr<Evaluator> evaluator = nullptr);
+  virtual ~Strategy();
+
+  void add_plugin(std::shared_ptr<Plugin> plugin);
+  const std::vector<std::shared_ptr<Plugin>>& plugins() const { return plugins_; }
+  template <typename P>
+  std::shared_ptr<P> plugin() const {
+    for (const auto& p : plugins_) {
+      if (auto c = std::dynamic_pointer_cast<P>(p)) return c;
+    }
+    return nullptr;
+  }
+
+  // Trains on one experience (continuing it if the state says it is in
+  // progress). Returns false if stopped by request_stop().
+  bool train(const Experience& experience);
+  std::vector<EvalResult> eval(const std::vector<Experience>& stream);
+
+  // Async-signal-safe: sets a flag the loop reads after each iteration.
+  void request_stop() { stop_requested_.store(true, std::memory_order_relaxed); }
+  bool stop_requested() const { return stop_requested_.load(std::memory_order_relaxed); }
+  void clear_stop() { stop_requested_.store(false); }
+
+  // The index of the next experience to train: the one in progress, or the
+  // number trained.
+  int64_t next_experience() const;
+  bool in_experience() const { return loop_.experience >= 0; }
+
+  void save_state(StateWriter& writer) const override;
+  void load_state(const StateReader& reader) override;
+  // SHA-256 of the whole training state (loggers' file lengths excluded).
+  std::string state_digest() const;
+
+  // For plugins and loops.
+  Model& model() { return *model_; }
+  const std::shared_ptr<Model>& model_ptr() const { return model_; }
+  NamedOptimizer& optimizer() { return optimizer_; }
+  Evaluator& evaluator() { return *evaluator_; }
+  const std::shared_ptr<Evaluator>& evaluator_ptr() const { return evaluator_; }
+  const Clock& clock() const { return clock_; }
+  const StrategyOptions& options() const { return options_; }
+  c10::Device device() const;
+  // Moves the model, the optimizer's buffers and every tensor of the
+  // plugins to the device.
+  void to(const c10::Device& device);
+  const Experience* experience() const { return experience_; }
+  at::Generator& data_generator() { return data_generator_; }
+
+  // The current mini-batch (valid in iteration hooks).
+  at::Tensor mb_x, mb_y, mb_output, loss;
+
+ protected:
+  // Rebinds the optimizer after the model's parameter set changed.
+  void model_changed();
+
+  std::shared_ptr<Model> model_;
+  StrategyOptions options_;
+  NamedOptimizer optimizer_;
+  StepScheduler scheduler_;
+  std::shared_ptr<Evaluator> evaluator_;
+  std::vector<std::shared_ptr<Plugin>> plugins_;
+  Clock clock_;
+  at::Generator data_generator_;
+  std::atomic<bool> stop_requested_{false};
+  const Experience* experience_ = nullptr;
+
+  // Where the loop is inside an experience: -1 when between experiences.
+  struct LoopState {
+    int64_t experience = -1;
+    int64_t epoch = 0;
+    int64_t position = 0;  // samples of the current epoch already trained
+    at::Tensor order;      // this epoch's sample order
+    double loss_sum = 0;   // running sums for the epoch's metrics
+    int64_t correct = 0;
+    int64_t seen = 0;
+  } loop_;
+};
+
+// Naive, replay, ewc, lwf, cumulative: a Strategy with the plugin that makes
+// each. Throws InvalidArgument for an unknown name.
+struct PluginOptions {
+  int64_t mem_size = 200;             // replay
+  std::string replay_policy = "reservoir";  // reservoir, class-balanced
+  double ewc_lambda = 100.0;          // ewc
+  std::string ewc_mode = "separate";  // separate, online
+  double ewc_decay = 1.0;             // online ewc
+  double lwf_alpha = 1.0;             // lwf
+  double lwf_temperature = 2.0;
+  uint64_t seed = 0;                  // plugins' own generators
+};
+std::vector<std::shared_ptr<Plugin>> make_strategy_plugins(const std::string& strategy,
+                                                           const PluginOptions& options);
+
+}  // namespace continua

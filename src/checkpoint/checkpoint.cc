@@ -1,0 +1,349 @@
+#include "continua/checkpoint/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+
+#include "continua/errors.h"
+#include "continua/format/safetensors.h"
+#include "continua/io/file_system.h"
+#include "continua/training/strategy.h"
+
+namespace continua {
+namespace {
+
+// Metadata keys of a strategy checkpoint (docs/checkpoint-format.md).
+constexpr const char* kKindKey = "continua.kind";
+constexpr const char* kKindStrategy = "strategy";
+constexpr const char* kStateKey = "continua.state";
+constexpr const char* kObjectsKey = "continua.objects";
+constexpr const char* kDevicesKey = "continua.devices";
+constexpr const char* kNextExperienceKey = "continua.next_experience";
+constexpr const char* kExcludedKey = "continua.excluded";
+constexpr const char* kRoot = "strategy";
+
+format::DType to_dtype(at::ScalarType t, const std::string& key) {
+  switch (t) {
+    case at::kDouble: return format::DType::F64;
+    case at::kFloat: return format::DType::F32;
+    case at::kHalf: return format::DType::F16;
+    case at::kBFloat16: return format::DType::BF16;
+    case at::kLong: return format::DType::I64;
+    case at::kInt: return format::DType::I32;
+    case at::kShort: return format::DType::I16;
+    case at::kChar: return format::DType::I8;
+    case at::kByte: return format::DType::U8;
+    case at::kBool: return format::DType::BOOL;
+    default:
+      throw InvalidArgument("'" + key + "': tensors of type " + std::string(c10::toString(t)) +
+                            " cannot be saved");
+  }
+}
+
+at::ScalarType to_scalar_type(format::DType t) {
+  switch (t) {
+    case format::DType::F64: return at::kDouble;
+    case format::DType::F32: return at::kFloat;
+    case format::DType::F16: return at::kHalf;
+    case format::DType::BF16: return at::kBFloat16;
+    case format::DType::I64: return at::kLong;
+    case format::DType::I32: return at::kInt;
+    case format::DType::I16: return at::kShort;
+    case format::DType::I8: return at::kChar;
+    case format::DType::U8: return at::kByte;
+    case format::DType::BOOL: return at::kBool;
+  }
+  return at::kByte;
+}
+
+bool excluded(const std::string& key, const std::vector<std::string>& prefixes) {
+  for (const auto& p : prefixes) {
+    const std::string full = std::string(kRoot) + "." + p;
+    if (key.compare(0, full.size(), full) == 0 && (key.size() == full.size() || key[full.size()] == '.')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// What a checkpoint file holds, prepared for the format writer.
+struct Prepared {
+  std::vector<at::Tensor> keep;  // CPU, contiguous copies that back the views
+  std::vector<format::TensorView> views;
+  std::map<std::string, std::string> metadata;
+};
+
+Prepared prepare(const StateTree& tree, int64_t next_experience, const SaveOptions& options) {
+  for (const auto& [k, v] : options.metadata_) {
+    if (k.rfind("continua.", 0) == 0) {
+      throw InvalidArgument("metadata key '" + k + "' is reserved (keys starting with 'continua.')");
+    }
+  }
+  Prepared p;
+  nlohmann::json state = nlohmann::json::object();
+  nlohmann::json objects = nlohmann::json::object();
+  nlohmann::json devices = nlohmann::json::object();
+  for (const auto& [key, value] : tree.entries()) {
+    if (excluded(key, options.exclude_)) continue;
+    if (const auto* t = std::get_if<at::Tensor>(&value)) {
+      if (!t->defined()) continue;
+      at::Tensor c = t->detach();
+      if (!c.device().is_cpu()) devices[key] = c.device().str();
+      c = c.to(at::kCPU).contiguous();
+      p.views.push_back({key, to_dtype(c.scalar_type(), key), c.sizes().vec(), c.data_ptr(),
+                         uint64_t(c.nbytes())});
+      p.keep.push_back(std::move(c));
+    } else if (const auto* j = std::get_if<nlohmann::json>(&value)) {
+      state[key] = *j;
+    } else if (const auto& o = std::get<ObjectRef>(value)) {
+      objects[key] = describe(*o);
+    }
+  }
+  p.metadata = options.metadata_;
+  p.metadata[kKindKey] = kKindStrategy;
+  p.metadata[kStateKey] = state.dump();
+  p.metadata[kObjectsKey] = objects.dump();
+  p.metadata[kDevicesKey] = devices.dump();
+  p.metadata[kNextExperienceKey] = std::to_string(next_experience);
+  p.metadata[kExcludedKey] = nlohmann::json(options.exclude_).dump();
+  return p;
+}
+
+[[noreturn]] void corrupt(const std::string& name, const std::string& what) {
+  throw CorruptionError("corrupt checkpoint '" + name + "': " + what);
+}
+
+nlohmann::json parse_metadata_json(const format::SafetensorsReader& r, const std::string& key) {
+  auto it = r.metadata().find(key);
+  if (it == r.metadata().end()) corrupt(r.name(), "metadata '" + key + "' is missing");
+  // Bound nesting before parsing: nlohmann's parser recurses.
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : it->second) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > format::kMaxJsonDepth) corrupt(r.name(), "metadata '" + key + "' is nested too deeply");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  try {
+    return nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    corrupt(r.name(), "metadata '" + key + "' is not valid JSON: " + e.what());
+  }
+}
+
+LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map_location,
+                      const UniqueObjects& unique_objects) {
+  const std::string& name = r.name();
+  r.verify_all();
+  auto kind = r.metadata().find(kKindKey);
+  if (kind == r.metadata().end() || kind->second != kKindStrategy) {
+    corrupt(name, "not a strategy checkpoint (metadata 'continua.kind' is missing or not 'strategy')");
+  }
+  LoadedCheckpoint out;
+  out.file_size = r.file_size();
+  out.format_version = r.format_version();
+  out.tree.set_source(name);
+  for (const auto& [k, v] : r.metadata()) {
+    if (k.rfind("continua.", 0) != 0) out.metadata[k] = v;
+  }
+  const nlohmann::json state = parse_metadata_json(r, kStateKey);
+  const nlohmann::json objects = parse_metadata_json(r, kObjectsKey);
+  const nlohmann::json devices = parse_metadata_json(r, kDevicesKey);
+  const nlohmann::json excl = parse_metadata_json(r, kExcludedKey);
+  if (!state.is_object() || !objects.is_object() || !devices.is_object() || !excl.is_array()) {
+    corrupt(name, "metadata 'continua.state', 'continua.objects', 'continua.devices' or "
+                  "'continua.excluded' has the wrong JSON type");
+  }
+  for (const auto& e : excl) {
+    if (!e.is_string()) corrupt(name, "metadata 'continua.excluded' holds a non-string");
+    out.excluded.push_back(e.get<std::string>());
+  }
+  try {
+    out.next_experience = std::stoll(r.metadata().at(kNextExperienceKey));
+  } catch (const std::exception&) {
+    corrupt(name, "metadata 'continua.next_experience' is missing or not a number");
+  }
+  if (out.next_experience < 0) corrupt(name, "metadata 'continua.next_experience' is negative");
+
+  auto check_key = [&](const std::string& key) {
+    if (key.rfind(std::string(kRoot) + ".", 0) != 0) {
+      corrupt(name, "state key '" + key + "' is outside '" + kRoot + "'");
+    }
+  };
+  // Tensors: views of the file's bytes (the consumers copy what they keep),
+  // moved where map_location says.
+  auto owner = r.keep_alive();
+  for (const format::TensorInfo& info : r.tensors()) {
+    check_key(info.name);
+    std::string saved_device = "cpu";
+    if (auto d = devices.find(info.name); d != devices.end() && d->is_string()) {
+      saved_device = d->get<std::string>();
+    }
+    at::Tensor t = at::from_blob(const_cast<uint8_t*>(r.data(info)), info.shape,
+                                 [owner](void*) {}, at::TensorOptions().dtype(to_scalar_type(info.dtype)));
+    std::string target = map_location.map_device(saved_device);
+    c10::Device target_device(c10::kCPU);
+    try {
+      target_device = c10::Device(target);
+    } catch (const c10::Error&) {
+      throw InvalidArgument("checkpoint '" + name + "': '" + info.name + "': map_location gives '" +
+                            target + "', which is not a device");
+    }
+    if (target_device.is_cuda() && !torch::cuda::is_available()) {
+      throw InvalidArgument("checkpoint '" + name + "': tensor '" + info.name + "' was saved on " +
+                            saved_device + ", which this build or machine does not have; pass " +
+                            "map_location (for example \"cpu\") to load it elsewhere");
+    }
+    out.tree.set(info.name, map_location.apply(t, saved_device));
+  }
+  for (auto it = state.begin(); it != state.end(); ++it) {
+    check_key(it.key());
+    nlohmann::json v = it.value();
+    if (it.key() == std::string(kRoot) + ".device" && v.is_string()) {
+      v = map_location.map_device(v.get<std::string>());
+    }
+    out.tree.set(it.key(), std::move(v));
+  }
+  ObjectPool pool(unique_objects);
+  for (auto it = objects.begin(); it != objects.end(); ++it) {
+    check_key(it.key());
+    try {
+      out.tree.set(it.key(), pool.get(it.value()));
+    } catch (const Error& e) {
+      throw InvalidArgument("checkpoint '" + name + "': '" + it.key() +
+                            "': cannot rebuild the object: " + e.what());
+    }
+  }
+  out.objects_built = pool.built();
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ MapLocation
+
+MapLocation::MapLocation(c10::Device device) : kind_(Kind::kDevice), device_(device.str()) {}
+MapLocation::MapLocation(const char* device) : MapLocation(std::string(device)) {}
+MapLocation::MapLocation(const std::string& device) : kind_(Kind::kDevice), device_(device) {
+  try {
+    c10::Device d(device);
+    device_ = d.str();
+  } catch (const c10::Error&) {
+    throw InvalidArgument("map_location: not a device: '" + device + "'");
+  }
+}
+MapLocation::MapLocation(std::map<std::string, std::string> devices)
+    : kind_(Kind::kMap), devices_(std::move(devices)) {}
+MapLocation::MapLocation(Function function) : kind_(Kind::kFunction), function_(std::move(function)) {}
+
+std::string MapLocation::map_device(const std::string& saved) const {
+  switch (kind_) {
+    case Kind::kNone:
+    case Kind::kFunction:
+      return saved;
+    case Kind::kDevice:
+      return device_;
+    case Kind::kMap: {
+      auto it = devices_.find(saved);
+      return it == devices_.end() ? saved : it->second;
+    }
+  }
+  return saved;
+}
+
+at::Tensor MapLocation::apply(const at::Tensor& t, const std::string& saved) const {
+  if (kind_ == Kind::kFunction) {
+    at::Tensor out = function_(t, saved);
+    if (!out.defined()) throw InvalidArgument("map_location function returned an undefined tensor");
+    return out;
+  }
+  const std::string target = map_device(saved);
+  if (target == "cpu") return t;
+  return t.to(c10::Device(target));
+}
+
+// ------------------------------------------------------------ save
+
+StateTree strategy_state(const Strategy& strategy) {
+  StateTree tree;
+  StateWriter w(tree, kRoot);
+  strategy.save_state(w);
+  return tree;
+}
+
+void write_checkpoint(const StateTree& tree, int64_t next_experience, const std::string& path,
+                      const SaveOptions& options) {
+  Prepared p = prepare(tree, next_experience, options);
+  io::FileSystem& fs = options.fs_ ? *options.fs_ : io::default_file_system();
+  format::save_file(fs, path, p.views, p.metadata);
+}
+
+void save_checkpoint(const Strategy& strategy, const std::string& path, const SaveOptions& options) {
+  write_checkpoint(strategy_state(strategy), strategy.next_experience(), path, options);
+}
+
+void save_checkpoint(const Strategy& strategy, std::ostream& out, const SaveOptions& options) {
+  Prepared p = prepare(strategy_state(strategy), strategy.next_experience(), options);
+  format::write_safetensors(out, p.views, p.metadata);
+  out.flush();
+  if (!out) throw IoError("cannot write checkpoint to stream");
+}
+
+// ------------------------------------------------------------ load
+
+LoadedCheckpoint read_checkpoint(const std::string& path, const MapLocation& map_location,
+                                 const UniqueObjects& unique_objects) {
+  return read(format::SafetensorsReader::open_file(path), map_location, unique_objects);
+}
+
+LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
+                                 const MapLocation& map_location,
+                                 const UniqueObjects& unique_objects) {
+  return read(format::SafetensorsReader::from_stream(in, name), map_location, unique_objects);
+}
+
+int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint) {
+  // All or nothing: keep a copy of the live state, and put it back if any
+  // component refuses the checkpoint half-way.
+  StateTree backup = strategy_state(strategy).clone();
+  StateTree merged = checkpoint.tree;
+  // Excluded parts keep their live values.
+  for (const auto& [key, value] : backup.entries()) {
+    if (excluded(key, checkpoint.excluded)) merged.set(key, value);
+  }
+  try {
+    strategy.load_state(StateReader(merged, kRoot));
+  } catch (...) {
+    strategy.load_state(StateReader(backup, kRoot));
+    throw;
+  }
+  return checkpoint.next_experience;
+}
+
+std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, const std::string& path,
+                                                    const MapLocation& map_location,
+                                                    const UniqueObjects& unique_objects) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return {strategy, 0};
+  return {strategy, load_state_tree(strategy, read_checkpoint(path, map_location, unique_objects))};
+}
+
+std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, std::istream& in,
+                                                    const MapLocation& map_location,
+                                                    const UniqueObjects& unique_objects) {
+  return {strategy,
+          load_state_tree(strategy, read_checkpoint(in, "<stream>", map_location, unique_objects))};
+}
+
+}  // namespace continua

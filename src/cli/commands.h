@@ -1,0 +1,51 @@
+// The subcommands of the `continua` executable.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace continua::cli {
+
+struct RunOptions {
+  std::string config;
+  std::string benchmark = "split-fmnist";
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string strategy = "naive";
+  std::string model = "mlp";
+  int64_t experiences = 5;
+  int64_t epochs = 1;
+  int64_t train_mb_size = 64;
+  int64_t eval_mb_size = 256;
+  double lr = 0.01;
+  double momentum = 0.9;
+  std::string optimizer = "sgd";
+  int64_t hidden = 512;
+  int64_t layers = 1;
+  double dropout = 0.0;
+  uint64_t seed = 0;
+  int64_t subset = 0;
+  int64_t mem_size = 200;
+  std::string replay_policy = "reservoir";
+  double ewc_lambda = 100.0;
+  std::string ewc_mode = "separate";
+  double ewc_decay = 1.0;
+  double lwf_alpha = 1.0;
+  double lwf_temperature = 2.0;
+  std::string device = "cpu";
+  int64_t threads = 0;
+  std::string out;
+  std::string checkpoint;
+  int64_t max_experiences = -1;
+  std::string verbosity = "normal";
+};
+
+void add_run_options(CLI::App& app, RunOptions& o);
+int run(const RunOptions& o);
+int inspect(const std::string& path, bool json);
+int verify(const std::string& path);
+
+}  // namespace continua::cli

@@ -1,0 +1,51 @@
+// The `continua` command: run, inspect, verify.
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "continua/errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"continua: continual learning on LibTorch whose training survives preemption"};
+  app.require_subcommand(1);
+  continua::cli::RunOptions run;
+  CLI::App* run_cmd = app.add_subcommand("run", "train a benchmark with a strategy");
+  continua::cli::add_run_options(*run_cmd, run);
+
+  std::string inspect_file;
+  bool inspect_json = false;
+  CLI::App* inspect_cmd = app.add_subcommand("inspect", "describe a checkpoint");
+  inspect_cmd->add_option("file", inspect_file, "checkpoint file")->required();
+  inspect_cmd->add_flag("--json", inspect_json, "print JSON");
+
+  std::string verify_file;
+  CLI::App* verify_cmd = app.add_subcommand("verify", "exit 0 for a sound checkpoint, non-zero otherwise");
+  verify_cmd->add_option("file", verify_file, "checkpoint file")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*run_cmd) return continua::cli::run(run);
+    if (*inspect_cmd) return continua::cli::inspect(inspect_file, inspect_json);
+    if (*verify_cmd) return continua::cli::verify(verify_file);
+  } catch (const continua::Error& e) {
+    std::cerr << "continua: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "continua: error (LibTorch): " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "continua: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,199 @@
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "continua/checkpoint/checkpoint.h"
+#include "continua/data/benchmark.h"
+#include "continua/errors.h"
+#include "continua/evaluation/evaluator.h"
+#include "continua/models/model.h"
+#include "continua/training/plugins.h"
+#include "continua/training/strategy.h"
+
+namespace continua::cli {
+
+void add_run_options(CLI::App& app, RunOptions& o) {
+  app.add_option("--benchmark", o.benchmark, "split-fmnist, permuted-fmnist, split-synthetic")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "folder with the Fashion-MNIST IDX files")
+      ->capture_default_str();
+  app.add_option("--strategy", o.strategy, "naive, replay, ewc, lwf, cumulative")->capture_default_str();
+  app.add_option("--model", o.model, "mlp, cnn")->capture_default_str();
+  app.add_option("--experiences", o.experiences, "experiences in the stream")->capture_default_str();
+  app.add_option("--epochs", o.epochs, "epochs per experience")->capture_default_str();
+  app.add_option("--train-mb-size", o.train_mb_size, "training mini-batch size")->capture_default_str();
+  app.add_option("--eval-mb-size", o.eval_mb_size, "evaluation mini-batch size")->capture_default_str();
+  app.add_option("--optimizer", o.optimizer, "sgd, adam")->capture_default_str();
+  app.add_option("--lr", o.lr, "learning rate")->capture_default_str();
+  app.add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
+  app.add_option("--hidden", o.hidden, "hidden units per layer")->capture_default_str();
+  app.add_option("--layers", o.layers, "hidden layers (mlp)")->capture_default_str();
+  app.add_option("--dropout", o.dropout, "dropout probability")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of every random generator")->capture_default_str();
+  app.add_option("--subset", o.subset, "at most N training samples per experience (0: all)")
+      ->capture_default_str();
+  app.add_option("--mem-size", o.mem_size, "replay memory size")->capture_default_str();
+  app.add_option("--replay-policy", o.replay_policy, "reservoir, class-balanced")->capture_default_str();
+  app.add_option("--ewc-lambda", o.ewc_lambda, "EWC penalty weight")->capture_default_str();
+  app.add_option("--ewc-mode", o.ewc_mode, "separate, online")->capture_default_str();
+  app.add_option("--ewc-decay", o.ewc_decay, "online EWC decay")->capture_default_str();
+  app.add_option("--lwf-alpha", o.lwf_alpha, "LwF distillation weight")->capture_default_str();
+  app.add_option("--lwf-temperature", o.lwf_temperature, "LwF temperature")->capture_default_str();
+  app.add_option("--device", o.device, "cpu, cuda, cuda:N")->capture_default_str();
+  app.add_option("--threads", o.threads, "LibTorch threads (0: all cores)")->capture_default_str();
+  app.add_option("--out", o.out, "folder for metrics.jsonl, metrics.csv, results.json");
+  app.add_option("--checkpoint", o.checkpoint,
+                 "save after every experience and resume from this file when it exists");
+  app.add_option("--max-experiences", o.max_experiences,
+                 "train at most K experiences in this invocation, then exit 0");
+  app.add_option("--verbosity", o.verbosity, "quiet, normal, verbose")->capture_default_str();
+}
+
+namespace {
+
+nlohmann::json to_json(const RunOptions& o) {
+  return {{"benchmark", o.benchmark}, {"data_dir", o.data_dir}, {"strategy", o.strategy},
+          {"model", o.model}, {"experiences", o.experiences}, {"epochs", o.epochs},
+          {"train_mb_size", o.train_mb_size}, {"eval_mb_size", o.eval_mb_size},
+          {"optimizer", o.optimizer}, {"lr", o.lr}, {"momentum", o.momentum},
+          {"hidden", o.hidden}, {"layers", o.layers}, {"dropout", o.dropout}, {"seed", o.seed},
+          {"subset", o.subset}, {"mem_size", o.mem_size}, {"replay_policy", o.replay_policy},
+          {"ewc_lambda", o.ewc_lambda}, {"ewc_mode", o.ewc_mode}, {"ewc_decay", o.ewc_decay},
+          {"lwf_alpha", o.lwf_alpha}, {"lwf_temperature", o.lwf_temperature},
+          {"device", o.device}};
+}
+
+void check(const RunOptions& o) {
+  auto positive = [](int64_t v, const char* name) {
+    if (v <= 0) throw InvalidArgument(std::string(name) + " must be > 0, got " + std::to_string(v));
+  };
+  positive(o.experiences, "--experiences");
+  positive(o.epochs, "--epochs");
+  positive(o.train_mb_size, "--train-mb-size");
+  positive(o.eval_mb_size, "--eval-mb-size");
+  positive(o.hidden, "--hidden");
+  if (o.layers < 0) throw InvalidArgument("--layers must be >= 0");
+  if (o.subset < 0) throw InvalidArgument("--subset must be >= 0, got " + std::to_string(o.subset));
+  if (o.mem_size < 0) throw InvalidArgument("--mem-size must be >= 0, got " + std::to_string(o.mem_size));
+  if (o.threads < 0) throw InvalidArgument("--threads must be >= 0");
+  if (o.max_experiences == 0 || o.max_experiences < -1) {
+    throw InvalidArgument("--max-experiences must be > 0");
+  }
+  if (o.verbosity != "quiet" && o.verbosity != "normal" && o.verbosity != "verbose") {
+    throw InvalidArgument("--verbosity must be quiet, normal or verbose");
+  }
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  f.flush();
+  if (!f) throw IoError("cannot write '" + path.string() + "'");
+}
+
+}  // namespace
+
+int run(const RunOptions& o) {
+  check(o);
+  const int64_t threads = o.threads > 0 ? o.threads : int64_t(std::thread::hardware_concurrency());
+  torch::set_num_threads(int(std::max<int64_t>(1, threads)));
+
+  namespace fs = std::filesystem;
+  if (!o.out.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.out, ec);
+    if (ec) throw IoError("--out: cannot create '" + o.out + "': " + ec.message());
+  }
+
+  auto bench = make_benchmark(BenchmarkOptions()
+                                  .name(o.benchmark)
+                                  .data_dir(o.data_dir)
+                                  .experiences(o.experiences)
+                                  .seed(o.seed)
+                                  .subset(o.subset));
+  torch::manual_seed(o.seed);
+  const auto shape = bench->sample_shape();
+  auto model = make_model(ModelOptions()
+                              .type(o.model)
+                              .input_size(bench->input_size())
+                              .hidden(o.hidden)
+                              .layers(o.layers)
+                              .dropout(o.dropout)
+                              .channels(shape.size() == 3 ? shape[0] : 1)
+                              .image_size(shape.size() == 3 ? shape[1] : 1));
+
+  auto evaluator = std::make_shared<Evaluator>();
+  const auto verbosity = o.verbosity == "quiet"   ? ConsoleLogger::Verbosity::kQuiet
+                         : o.verbosity == "verbose" ? ConsoleLogger::Verbosity::kVerbose
+                                                    : ConsoleLogger::Verbosity::kNormal;
+  evaluator->add_logger(std::make_shared<ConsoleLogger>(verbosity));
+  if (!o.out.empty()) {
+    evaluator->add_logger(std::make_shared<CsvLogger>((fs::path(o.out) / "metrics.csv").string()));
+    evaluator->add_logger(std::make_shared<JsonlLogger>((fs::path(o.out) / "metrics.jsonl").string()));
+  }
+  Strategy strategy(model,
+                    StrategyOptions()
+                        .train_mb_size(o.train_mb_size)
+                        .eval_mb_size(o.eval_mb_size)
+                        .epochs(o.epochs)
+                        .seed(o.seed)
+                        .device(o.device)
+                        .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum)),
+                    evaluator);
+  PluginOptions po;
+  po.mem_size = o.mem_size;
+  po.replay_policy = o.replay_policy;
+  po.ewc_lambda = o.ewc_lambda;
+  po.ewc_mode = o.ewc_mode;
+  po.ewc_decay = o.ewc_decay;
+  po.lwf_alpha = o.lwf_alpha;
+  po.lwf_temperature = o.lwf_temperature;
+  po.seed = o.seed;
+  for (auto& p : make_strategy_plugins(o.strategy, po)) strategy.add_plugin(p);
+
+  const nlohmann::json config = to_json(o);
+  int64_t initial = 0;
+  if (!o.checkpoint.empty()) {
+    initial = maybe_load_checkpoint(strategy, o.checkpoint, {}, {bench}).second;
+    if (initial > 0 || strategy.in_experience()) {
+      std::cerr << "continua: resumed from '" << o.checkpoint << "' at experience " << initial << "\n";
+    }
+  }
+  SaveOptions save_options;
+  save_options.metadata({{"config", config.dump()}});
+
+  const int64_t total = int64_t(bench->train_stream().size());
+  int64_t done_here = 0;
+  for (int64_t i = initial; i < total; ++i) {
+    if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
+    strategy.train(bench->train_stream()[i]);
+    strategy.eval(bench->test_stream());
+    if (!o.checkpoint.empty()) save_checkpoint(strategy, o.checkpoint, save_options);
+    ++done_here;
+  }
+  const bool complete = strategy.clock().train_experiences >= total;
+  if (!o.out.empty()) {
+    const Evaluator& ev = strategy.evaluator();
+    nlohmann::json results = {{"accuracy_matrix", ev.accuracy_matrix()},
+                              {"average_accuracy", ev.average_accuracy()},
+                              {"forgetting", ev.forgetting()},
+                              {"state_digest", strategy.state_digest()},
+                              {"trained_experiences", strategy.clock().train_experiences},
+                              {"complete", complete},
+                              {"config", config}};
+    write_file(fs::path(o.out) / "results.json", results.dump(2) + "\n");
+  }
+  if (complete && o.verbosity != "quiet") {
+    std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
+              << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()
+              << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace continua::cli

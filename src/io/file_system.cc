@@ -1,0 +1,160 @@
+#include "continua/io/file_system.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace continua::io {
+
+WritableFile::~WritableFile() = default;
+FileSystem::~FileSystem() = default;
+
+IoError make_io_error(std::string_view operation, const std::string& path, int err) {
+  std::string msg = "cannot ";
+  msg.append(operation);
+  msg += " '";
+  msg += path;
+  msg += "': ";
+  msg += std::strerror(err);
+  if (err == ENOSPC
+#ifdef EDQUOT
+      || err == EDQUOT
+#endif
+  ) {
+    msg += " (disk full)";
+  }
+  return IoError(msg);
+}
+
+std::string dirname_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+namespace {
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixWritableFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  void append(const void* data, size_t n) override {
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      // Linux caps one write at ~2 GiB; larger tensors arrive as short writes.
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw make_io_error("write", path_, errno);
+      }
+      if (w == 0) throw make_io_error("write", path_, EIO);  // no progress: never spin
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+
+  void pwrite(uint64_t offset, const void* data, size_t n) override {
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw make_io_error("write", path_, errno);
+      }
+      if (w == 0) throw make_io_error("write", path_, EIO);
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+  }
+
+  void sync() override {
+    // fdatasync also flushes the metadata needed to read the data back (the
+    // size), which is all a file about to be renamed into place needs.
+    int rc;
+    do {
+      rc = ::fdatasync(fd_);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) throw make_io_error("sync", path_, errno);
+  }
+
+  void close() override {
+    const int fd = fd_;
+    fd_ = -1;
+    // Never retry close on EINTR: on Linux the descriptor is already released
+    // and a retry could close a descriptor another thread just opened.
+    if (::close(fd) != 0 && errno != EINTR) throw make_io_error("close", path_, errno);
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+class PosixFileSystem final : public FileSystem {
+ public:
+  std::unique_ptr<WritableFile> create_exclusive(const std::string& path) override {
+    int fd;
+    do {
+      fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw make_io_error("create", path, errno);
+    return std::make_unique<PosixWritableFile>(fd, path);
+  }
+
+  void rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      const int err = errno;
+      throw make_io_error("rename", from + "' to '" + to, err);
+    }
+  }
+
+  void sync_dir(const std::string& dir) override {
+    int fd;
+    do {
+      fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw make_io_error("open directory", dir, errno);
+    int rc;
+    do {
+      rc = ::fsync(fd);
+    } while (rc != 0 && errno == EINTR);
+    const int err = errno;
+    ::close(fd);
+    // Some file systems (certain FUSE and network mounts) cannot fsync a
+    // directory and say so with EINVAL; there is nothing more to make durable.
+    if (rc != 0 && err != EINVAL) throw make_io_error("sync directory", dir, err);
+  }
+
+  void remove(const std::string& path) noexcept override { ::unlink(path.c_str()); }
+
+  bool exists(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) return true;
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw make_io_error("stat", path, errno);
+  }
+
+  uint64_t free_bytes(const std::string& dir) override {
+    struct statvfs st;
+    if (::statvfs(dir.c_str(), &st) != 0) throw make_io_error("statvfs", dir, errno);
+    return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
+  }
+};
+
+}  // namespace
+
+FileSystem& default_file_system() {
+  static PosixFileSystem fs;
+  return fs;
+}
+
+}  // namespace continua::io

@@ -1,0 +1,224 @@
+#include "continua/training/optimizer.h"
+
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "continua/errors.h"
+
+namespace continua {
+namespace {
+
+// LibTorch keys an optimizer's per-parameter state by the address of the
+// parameter's TensorImpl, printed (torch/optim/optimizer.h).
+std::string state_key(const at::Tensor& p) {
+  std::ostringstream os;
+  os << p.unsafeGetTensorImpl();
+  return os.str();
+}
+
+}  // namespace
+
+nlohmann::json OptimizerOptions::to_json() const {
+  return {{"type", type_},   {"lr", lr_},       {"momentum", momentum_},
+          {"weight_decay", weight_decay_}, {"beta1", beta1_}, {"beta2", beta2_},
+          {"eps", eps_}};
+}
+
+OptimizerOptions OptimizerOptions::from_json(const nlohmann::json& j) {
+  OptimizerOptions o;
+  o.type_ = j.at("type").get<std::string>();
+  o.lr_ = j.at("lr").get<double>();
+  o.momentum_ = j.at("momentum").get<double>();
+  o.weight_decay_ = j.at("weight_decay").get<double>();
+  o.beta1_ = j.at("beta1").get<double>();
+  o.beta2_ = j.at("beta2").get<double>();
+  o.eps_ = j.at("eps").get<double>();
+  return o;
+}
+
+NamedOptimizer::NamedOptimizer(OptimizerOptions options) : options_(std::move(options)) {
+  if (options_.type_ != "sgd" && options_.type_ != "adam") {
+    throw InvalidArgument("--optimizer: unknown optimizer '" + options_.type_ + "' (known: sgd, adam)");
+  }
+  if (!(options_.lr_ > 0) || !std::isfinite(options_.lr_)) throw InvalidArgument("--lr must be > 0");
+  if (options_.momentum_ < 0 || options_.momentum_ >= 1) {
+    throw InvalidArgument("--momentum must be in [0, 1)");
+  }
+  if (options_.weight_decay_ < 0) throw InvalidArgument("weight decay must be >= 0");
+}
+
+NamedOptimizer::~NamedOptimizer() = default;
+
+void NamedOptimizer::bind(const torch::OrderedDict<std::string, at::Tensor>& named_parameters) {
+  // Carry buffers across by name for parameters whose shape did not change.
+  std::map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>> carried;
+  if (optimizer_) {
+    auto& st = optimizer_->state();
+    for (size_t i = 0; i < names_.size(); ++i) {
+      auto it = st.find(state_key(params_[i]));
+      if (it == st.end()) continue;
+      const at::Tensor* now = named_parameters.find(names_[i]);
+      if (now && now->sizes() == params_[i].sizes()) carried[names_[i]] = it->second->clone();
+    }
+  }
+  double lr = optimizer_ ? this->lr() : options_.lr_;
+  names_.clear();
+  params_.clear();
+  for (const auto& p : named_parameters) {
+    names_.push_back(p.key());
+    params_.push_back(p.value());
+  }
+  if (options_.type_ == "sgd") {
+    optimizer_ = std::make_unique<torch::optim::SGD>(
+        params_, torch::optim::SGDOptions(lr)
+                     .momentum(options_.momentum_)
+                     .weight_decay(options_.weight_decay_));
+  } else {
+    optimizer_ = std::make_unique<torch::optim::Adam>(
+        params_, torch::optim::AdamOptions(lr)
+                     .betas({options_.beta1_, options_.beta2_})
+                     .eps(options_.eps_)
+                     .weight_decay(options_.weight_decay_));
+  }
+  for (size_t i = 0; i < names_.size(); ++i) {
+    auto it = carried.find(names_[i]);
+    if (it != carried.end()) optimizer_->state()[state_key(params_[i])] = std::move(it->second);
+  }
+}
+
+void NamedOptimizer::zero_grad() {
+  // Set to none rather than zero, as LibTorch 2.x does by default: the same
+  // arithmetic on both, and nothing to zero.
+  for (auto& p : params_) {
+    if (p.grad().defined()) p.mutable_grad().reset();
+  }
+}
+
+void NamedOptimizer::step() { optimizer_->step(); }
+
+double NamedOptimizer::lr() const { return optimizer_->param_groups()[0].options().get_lr(); }
+
+void NamedOptimizer::set_lr(double lr) {
+  for (auto& g : optimizer_->param_groups()) g.options().set_lr(lr);
+}
+
+void NamedOptimizer::save_state(StateWriter& writer) const {
+  nlohmann::json hp = options_.to_json();
+  hp["current_lr"] = lr();
+  writer.write("hyperparameters", hp);
+  const auto& st = optimizer_->state();
+  for (size_t i = 0; i < names_.size(); ++i) {
+    auto it = st.find(state_key(params_[i]));
+    if (it == st.end()) continue;
+    StateWriter w = writer.child("state").child(names_[i]);
+    if (options_.type_ == "sgd") {
+      const auto& s = static_cast<const torch::optim::SGDParamState&>(*it->second);
+      if (s.momentum_buffer().defined()) w.write("momentum_buffer", s.momentum_buffer());
+    } else {
+      const auto& s = static_cast<const torch::optim::AdamParamState&>(*it->second);
+      w.write("step", s.step());
+      w.write("exp_avg", s.exp_avg());
+      w.write("exp_avg_sq", s.exp_avg_sq());
+      if (s.max_exp_avg_sq().defined()) w.write("max_exp_avg_sq", s.max_exp_avg_sq());
+    }
+  }
+}
+
+void NamedOptimizer::load_state(const StateReader& reader) {
+  const nlohmann::json& hp = reader.json("hyperparameters");
+  OptimizerOptions saved;
+  try {
+    saved = OptimizerOptions::from_json(hp);
+  } catch (const nlohmann::json::exception& e) {
+    reader.fail("hyperparameters", std::string("malformed: ") + e.what());
+  }
+  if (saved.type_ != options_.type_) {
+    reader.fail("hyperparameters", "saved optimizer '" + saved.type_ + "' but this strategy uses '" +
+                                       options_.type_ + "'");
+  }
+  const double current_lr =
+      hp.contains("current_lr") && hp["current_lr"].is_number() ? hp["current_lr"].get<double>()
+                                                                : saved.lr_;
+
+  // Stage every buffer and check it before changing anything.
+  std::map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>> staged;
+  StateReader sr = reader.child("state");
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (!sr.has_child(names_[i])) continue;
+    StateReader r = sr.child(names_[i]);
+    auto fit = [&](const char* key) {
+      const at::Tensor& t = r.tensor(key);
+      if (t.sizes() != params_[i].sizes()) {
+        r.fail(key, "shape " + c10::str(t.sizes()) + " does not fit parameter " +
+                        c10::str(params_[i].sizes()));
+      }
+      return t.to(params_[i].device(), params_[i].scalar_type()).clone();
+    };
+    if (saved.type_ == "sgd") {
+      if (!r.has("momentum_buffer")) continue;
+      auto s = std::make_unique<torch::optim::SGDParamState>();
+      s->momentum_buffer(fit("momentum_buffer"));
+      staged[names_[i]] = std::move(s);
+    } else {
+      auto s = std::make_unique<torch::optim::AdamParamState>();
+      s->step(r.get<int64_t>("step"));
+      s->exp_avg(fit("exp_avg"));
+      s->exp_avg_sq(fit("exp_avg_sq"));
+      if (r.has("max_exp_avg_sq")) s->max_exp_avg_sq(fit("max_exp_avg_sq"));
+      staged[names_[i]] = std::move(s);
+    }
+  }
+  options_ = saved;
+  auto& st = optimizer_->state();
+  st.clear();
+  for (size_t i = 0; i < names_.size(); ++i) {
+    auto it = staged.find(names_[i]);
+    if (it != staged.end()) st[state_key(params_[i])] = std::move(it->second);
+  }
+  for (auto& g : optimizer_->param_groups()) {
+    if (options_.type_ == "sgd") {
+      auto& o = static_cast<torch::optim::SGDOptions&>(g.options());
+      o.momentum(options_.momentum_).weight_decay(options_.weight_decay_);
+    } else {
+      auto& o = static_cast<torch::optim::AdamOptions&>(g.options());
+      o.betas({options_.beta1_, options_.beta2_}).eps(options_.eps_).weight_decay(options_.weight_decay_);
+    }
+    g.options().set_lr(current_lr);
+  }
+}
+
+void StepScheduler::reset(NamedOptimizer& optimizer) {
+  if (!enabled()) return;
+  if (base_lr_ < 0) base_lr_ = optimizer.options().lr_;
+  epochs_ = 0;
+  optimizer.set_lr(base_lr_);
+}
+
+void StepScheduler::step(NamedOptimizer& optimizer) {
+  if (!enabled()) return;
+  if (base_lr_ < 0) base_lr_ = optimizer.options().lr_;
+  ++epochs_;
+  optimizer.set_lr(base_lr_ * std::pow(options_.gamma_, double(epochs_ / options_.step_size_)));
+}
+
+void StepScheduler::save_state(StateWriter& writer) const {
+  writer.write("epochs", epochs_);
+  writer.write("base_lr", base_lr_);
+  writer.write("step_size", options_.step_size_);
+  writer.write("gamma", options_.gamma_);
+}
+
+void StepScheduler::load_state(const StateReader& reader) {
+  int64_t epochs = reader.get<int64_t>("epochs");
+  double base_lr = reader.get<double>("base_lr");
+  options_.step_size_ = reader.get<int64_t>("step_size");
+  options_.gamma_ = reader.get<double>("gamma");
+  epochs_ = epochs;
+  base_lr_ = base_lr;
+}
+
+}  // namespace continua

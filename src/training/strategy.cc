@@ -1,0 +1,345 @@
+#include "continua/training/strategy.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "continua/errors.h"
+
+namespace continua {
+
+namespace {
+constexpr double kMaskValue = -1000.0;
+}  // namespace
+
+int64_t TrainingSet::size() const {
+  int64_t n = 0;
+  for (const auto& s : segments) n += s.positions.size(0);
+  return n;
+}
+
+Batch TrainingSet::get(const at::Tensor& indices) const {
+  if (segments.size() == 1) {
+    return segments[0].experience->get(segments[0].positions.index_select(0, indices));
+  }
+  // Gather each segment's share, then put the samples back in batch order.
+  std::vector<at::Tensor> xs, ys, where;
+  int64_t begin = 0;
+  for (const auto& s : segments) {
+    const int64_t n = s.positions.size(0);
+    at::Tensor mask = indices.ge(begin).logical_and(indices.lt(begin + n));
+    at::Tensor slots = mask.nonzero().flatten();
+    if (slots.numel() > 0) {
+      at::Tensor local = indices.index_select(0, slots) - begin;
+      Batch b = s.experience->get(s.positions.index_select(0, local));
+      xs.push_back(b.x);
+      ys.push_back(b.y);
+      where.push_back(slots);
+    }
+    begin += n;
+  }
+  at::Tensor x_cat = at::cat(xs), y_cat = at::cat(ys), w = at::cat(where);
+  at::Tensor inverse = at::empty_like(w);
+  inverse.index_put_({w}, at::arange(w.size(0), w.options()));
+  return {x_cat.index_select(0, inverse), y_cat.index_select(0, inverse)};
+}
+
+Strategy::Strategy(std::shared_ptr<Model> model, StrategyOptions options,
+                   std::shared_ptr<Evaluator> evaluator)
+    : model_(std::move(model)),
+      options_(std::move(options)),
+      optimizer_(options_.optimizer_),
+      scheduler_(options_.scheduler_),
+      evaluator_(evaluator ? std::move(evaluator) : std::make_shared<Evaluator>()),
+      data_generator_(at::make_generator<at::CPUGeneratorImpl>(options_.seed_)) {
+  if (!model_) throw InvalidArgument("Strategy: model is null");
+  if (options_.train_mb_size_ <= 0) throw InvalidArgument("--train-mb-size must be > 0");
+  if (options_.eval_mb_size_ <= 0) throw InvalidArgument("--eval-mb-size must be > 0");
+  if (options_.epochs_ <= 0) throw InvalidArgument("--epochs must be > 0");
+  if (options_.scheduler_.step_size_ < 0) throw InvalidArgument("scheduler step size must be >= 0");
+  c10::Device dev(c10::kCPU);
+  try {
+    dev = c10::Device(options_.device_);
+  } catch (const c10::Error&) {
+    throw InvalidArgument("--device: not a device: '" + options_.device_ + "'");
+  }
+  if (dev.is_cuda() && !torch::cuda::is_available()) {
+    throw InvalidArgument("--device " + options_.device_ + ": this build or machine has no CUDA");
+  }
+  model_->to(dev);
+  optimizer_.bind(model_->named_parameters());
+}
+
+Strategy::~Strategy() = default;
+
+void Strategy::add_plugin(std::shared_ptr<Plugin> plugin) {
+  for (const auto& p : plugins_) {
+    if (p->name() == plugin->name()) {
+      throw InvalidArgument("a plugin named '" + plugin->name() + "' is already attached");
+    }
+  }
+  plugins_.push_back(std::move(plugin));
+}
+
+c10::Device Strategy::device() const { return c10::Device(options_.device_); }
+
+void Strategy::to(const c10::Device& device) {
+  options_.device_ = device.str();
+  model_->to(device);
+  // Moving parameters in place keeps their identity; the optimizer's buffers
+  // are moved through its state.
+  StateTree tree;
+  StateWriter w(tree);
+  optimizer_.save_state(w);
+  StateTree moved;
+  for (const auto& [k, v] : tree.entries()) {
+    if (const auto* t = std::get_if<at::Tensor>(&v)) {
+      moved.set(k, t->to(device));
+    } else {
+      moved.set(k, v);
+    }
+  }
+  optimizer_.load_state(StateReader(moved));
+}
+
+void Strategy::model_changed() { optimizer_.bind(model_->named_parameters()); }
+
+int64_t Strategy::next_experience() const {
+  return loop_.experience >= 0 ? loop_.experience : clock_.train_experiences;
+}
+
+bool Strategy::train(const Experience& experience) {
+  experience_ = &experience;
+  const bool resuming = loop_.experience >= 0;
+  if (resuming && loop_.experience != experience.index()) {
+    throw InvalidArgument("the state is in the middle of experience " +
+                          std::to_string(loop_.experience) + ", not " +
+                          std::to_string(experience.index()));
+  }
+  model_->train();
+  const c10::Device dev = device();
+  if (!resuming) {
+    if (model_->adapt(experience.classes())) model_changed();
+    scheduler_.reset(optimizer_);
+    for (auto& p : plugins_) p->before_training_exp(*this);
+    loop_ = LoopState();
+    loop_.experience = experience.index();
+    clock_.experience_iterations = 0;
+  }
+  TrainingSet set;
+  set.segments.push_back({&experience, at::arange(experience.size(), at::kLong)});
+  for (auto& p : plugins_) p->adapt_train_set(*this, set);
+  const int64_t n = set.size();
+  const int64_t mb = options_.train_mb_size_;
+
+  for (; loop_.epoch < options_.epochs_; ++loop_.epoch) {
+    if (loop_.position == 0) {
+      loop_.order = at::randperm(n, data_generator_, at::kLong);
+      loop_.loss_sum = 0;
+      loop_.correct = 0;
+      loop_.seen = 0;
+      for (auto& p : plugins_) p->before_training_epoch(*this);
+    }
+    while (loop_.position < n) {
+      if (stop_requested()) return false;
+      const int64_t take = std::min(mb, n - loop_.position);
+      Batch b = set.get(loop_.order.narrow(0, loop_.position, take));
+      mb_x = b.x.to(dev);
+      mb_y = b.y.to(dev);
+      for (auto& p : plugins_) p->before_training_iteration(*this);
+      optimizer_.zero_grad();
+      mb_output = model_->forward(mb_x);
+      for (auto& p : plugins_) p->after_forward(*this);
+      loss = torch::nn::functional::cross_entropy(mb_output, mb_y);
+      {
+        // Metrics of the batch before penalties, as a user reads them.
+        torch::NoGradGuard ng;
+        loop_.loss_sum += loss.item<double>() * take;
+        loop_.correct += mb_output.argmax(1).eq(mb_y).sum().item<int64_t>();
+        loop_.seen += take;
+      }
+      for (auto& p : plugins_) p->before_backward(*this);
+      loss.backward();
+      for (auto& p : plugins_) p->after_backward(*this);
+      optimizer_.step();
+      loop_.position += take;
+      ++clock_.train_iterations;
+      ++clock_.experience_iterations;
+      evaluator_->record_progress({experience.index(), loop_.epoch, options_.epochs_,
+                                   loop_.position, n, loss.item<double>()});
+      for (auto& p : plugins_) p->after_training_iteration(*this);
+    }
+    EpochRecord r;
+    r.experience = experience.index();
+    r.epoch = loop_.epoch;
+    r.iterations = clock_.train_iterations;
+    r.samples = loop_.seen;
+    r.loss = loop_.seen ? loop_.loss_sum / double(loop_.seen) : 0.0;
+    r.accuracy = loop_.seen ? double(loop_.correct) / double(loop_.seen) : 0.0;
+    evaluator_->record_epoch(r);
+    for (auto& p : plugins_) p->after_training_epoch(*this);
+    scheduler_.step(optimizer_);
+    ++clock_.train_epochs;
+    loop_.position = 0;
+    loop_.order = at::Tensor();
+    if (stop_requested() && loop_.epoch + 1 < options_.epochs_) {
+      ++loop_.epoch;
+      return false;
+    }
+  }
+  for (auto& p : plugins_) p->after_training_exp(*this);
+  ++clock_.train_experiences;
+  loop_ = LoopState();
+  mb_x = mb_y = mb_output = loss = at::Tensor();
+  return true;
+}
+
+std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  for (auto& p : plugins_) p->before_eval(*this);
+  const c10::Device dev = device();
+  std::vector<EvalResult> results;
+  EvalRecord record;
+  record.trained_experiences = clock_.train_experiences;
+  record.stream = stream.empty() ? "" : stream.front().stream();
+  int64_t total = 0, total_correct = 0;
+  double total_loss = 0;
+  for (const Experience& e : stream) {
+    EvalResult r;
+    r.experience = e.index();
+    int64_t correct = 0;
+    double loss_sum = 0;
+    for (int64_t pos = 0; pos < e.size(); pos += options_.eval_mb_size_) {
+      const int64_t take = std::min(options_.eval_mb_size_, e.size() - pos);
+      Batch b = e.get(at::arange(pos, pos + take, at::kLong));
+      at::Tensor out = model_->forward(b.x.to(dev));
+      at::Tensor y = b.y.to(dev);
+      // Classes the head has not grown to yet score the mask value (as
+      // Avalanche's masked IncrementalClassifier): never predicted, finite loss.
+      const int64_t needed = y.max().item<int64_t>() + 1;
+      if (needed > out.size(1)) {
+        out = at::cat({out, at::full({out.size(0), needed - out.size(1)}, kMaskValue, out.options())}, 1);
+      }
+      loss_sum += torch::nn::functional::cross_entropy(
+                      out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .item<double>();
+      correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      ++clock_.eval_iterations;
+    }
+    r.samples = e.size();
+    r.accuracy = e.size() ? double(correct) / double(e.size()) : 0.0;
+    r.loss = e.size() ? loss_sum / double(e.size()) : 0.0;
+    total += e.size();
+    total_correct += correct;
+    total_loss += loss_sum;
+    results.push_back(r);
+  }
+  record.results = results;
+  record.stream_accuracy = total ? double(total_correct) / double(total) : 0.0;
+  record.stream_loss = total ? total_loss / double(total) : 0.0;
+  evaluator_->record_eval(record);
+  for (auto& p : plugins_) p->after_eval(*this);
+  if (was_training) model_->train();
+  return results;
+}
+
+void Strategy::save_state(StateWriter& writer) const {
+  StateWriter mw = writer.child("model");
+  model_->save_state(mw);
+  StateWriter ow = writer.child("optimizer");
+  optimizer_.save_state(ow);
+  StateWriter sw = writer.child("scheduler");
+  scheduler_.save_state(sw);
+  StateWriter cw = writer.child("clock");
+  cw.write("train_experiences", clock_.train_experiences);
+  cw.write("train_iterations", clock_.train_iterations);
+  cw.write("train_epochs", clock_.train_epochs);
+  cw.write("experience_iterations", clock_.experience_iterations);
+  cw.write("eval_iterations", clock_.eval_iterations);
+  StateWriter lw = writer.child("loop");
+  lw.write("experience", loop_.experience);
+  lw.write("epoch", loop_.epoch);
+  lw.write("position", loop_.position);
+  if (loop_.order.defined()) lw.write("order", loop_.order);
+  lw.write("loss_sum", loop_.loss_sum);
+  lw.write("correct", loop_.correct);
+  lw.write("seen", loop_.seen);
+  StateWriter rw = writer.child("rng");
+  at::Generator data = data_generator_;  // a handle; get_state() is not const
+  rw.write("data", data.get_state());
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  rw.write("torch_cpu", global.get_state());
+  writer.write("device", options_.device_);
+  StateWriter ew = writer.child("evaluator");
+  evaluator_->save_state(ew);
+  nlohmann::json names = nlohmann::json::array();
+  for (const auto& p : plugins_) {
+    names.push_back(p->name());
+    StateWriter pw = writer.child("plugins").child(p->name());
+    p->save_state(pw);
+  }
+  writer.write("plugin_names", names);
+}
+
+void Strategy::load_state(const StateReader& reader) {
+  // Check the plugin set first: a checkpoint of another strategy must not
+  // half-load.
+  nlohmann::json names = nlohmann::json::array();
+  for (const auto& p : plugins_) names.push_back(p->name());
+  if (reader.json("plugin_names") != names) {
+    reader.fail("plugin_names", "the checkpoint's plugins " + reader.json("plugin_names").dump() +
+                                    " differ from this strategy's " + names.dump());
+  }
+  LoopState loop;
+  StateReader lr = reader.child("loop");
+  loop.experience = lr.get<int64_t>("experience");
+  loop.epoch = lr.get<int64_t>("epoch");
+  loop.position = lr.get<int64_t>("position");
+  if (lr.has("order")) loop.order = lr.tensor("order").to(at::kCPU, at::kLong).clone();
+  loop.loss_sum = lr.get<double>("loss_sum");
+  loop.correct = lr.get<int64_t>("correct");
+  loop.seen = lr.get<int64_t>("seen");
+  if (loop.position > 0 && !loop.order.defined()) lr.fail("order", "missing for a position > 0");
+  if (loop.experience >= 0 && (loop.epoch < 0 || loop.epoch >= options_.epochs_)) {
+    lr.fail("epoch", "epoch " + std::to_string(loop.epoch) + " is outside this run's " +
+                         std::to_string(options_.epochs_) + " epochs");
+  }
+  Clock clock;
+  StateReader cr = reader.child("clock");
+  clock.train_experiences = cr.get<int64_t>("train_experiences");
+  clock.train_iterations = cr.get<int64_t>("train_iterations");
+  clock.train_epochs = cr.get<int64_t>("train_epochs");
+  clock.experience_iterations = cr.get<int64_t>("experience_iterations");
+  clock.eval_iterations = cr.get<int64_t>("eval_iterations");
+  const at::Tensor& data_rng = reader.tensor("rng.data");
+  const at::Tensor& torch_rng = reader.tensor("rng.torch_cpu");
+
+  // Components; the caller (load_checkpoint) restores the whole state if any
+  // of these throws.
+  model_->load_state(reader.child("model"));
+  model_changed();
+  optimizer_.load_state(reader.child("optimizer"));
+  scheduler_.load_state(reader.child("scheduler"));
+  evaluator_->load_state(reader.child("evaluator"));
+  for (auto& p : plugins_) p->load_state(reader.child("plugins").child(p->name()));
+  try {
+    data_generator_.set_state(data_rng.to(at::kCPU));
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    global.set_state(torch_rng.to(at::kCPU));
+  } catch (const c10::Error& e) {
+    reader.fail("rng", std::string("not a generator state: ") + e.what_without_backtrace());
+  }
+  clock_ = clock;
+  loop_ = loop;
+}
+
+std::string Strategy::state_digest() const {
+  StateTree tree;
+  StateWriter w(tree, "strategy");
+  save_state(w);
+  tree.erase_prefix("strategy.evaluator.loggers");
+  return tree.digest();
+}
+
+}  // namespace continua

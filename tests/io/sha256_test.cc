@@ -1,0 +1,40 @@
+#include "continua/io/sha256.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace continua::io {
+namespace {
+
+TEST(Sha256, StandardVectors) {
+  EXPECT_EQ(sha256_hex("abc", 3),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("", 0),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(sha256_hex(two_blocks.data(), two_blocks.size()),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(Sha256, IncrementalEqualsOneShotAndResets) {
+  Sha256 h;
+  h.update("a", 1);
+  h.update("");
+  h.update("bc");
+  EXPECT_EQ(h.hex_digest(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // hex_digest resets: the next message starts fresh.
+  EXPECT_EQ(h.hex_digest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  std::string million(1000000, 'a');
+  Sha256 m;
+  for (size_t i = 0; i < million.size(); i += 999) {
+    m.update(million.data() + i, std::min<size_t>(999, million.size() - i));
+  }
+  EXPECT_EQ(m.hex_digest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  Sha256 moved = std::move(m);
+  moved.update("abc");
+  EXPECT_EQ(moved.hex_digest(), sha256_hex("abc", 3));
+}
+
+}  // namespace
+}  // namespace continua::io
