@@ -167,6 +167,7 @@ bool Strategy::train(const Experience& experience) {
       evaluator_->record_progress({experience.index(), loop_.epoch, options_.epochs_,
                                    loop_.position, n, loss.item<double>()});
       for (auto& p : plugins_) p->after_training_iteration(*this);
+      if (iteration_callback_) iteration_callback_(*this);
     }
     EpochRecord r;
     r.experience = experience.index();

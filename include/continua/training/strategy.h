@@ -27,6 +27,7 @@
 #include <c10/core/Device.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -128,6 +129,13 @@ class Strategy : public Stateful {
   bool train(const Experience& experience);
   std::vector<EvalResult> eval(const std::vector<Experience>& stream);
 
+  // Called after every training iteration, once the state describes the
+  // point after it (a checkpoint taken here resumes with the next
+  // mini-batch). Not part of the state: checkpointing policies live here
+  // rather than in a plugin so they do not change what is saved.
+  using IterationCallback = std::function<void(Strategy&)>;
+  void set_iteration_callback(IterationCallback callback) { iteration_callback_ = std::move(callback); }
+
   // Async-signal-safe: sets a flag the loop reads after each iteration.
   void request_stop() { stop_requested_.store(true, std::memory_order_relaxed); }
   bool stop_requested() const { return stop_requested_.load(std::memory_order_relaxed); }
@@ -175,6 +183,7 @@ class Strategy : public Stateful {
   at::Generator data_generator_;
   std::atomic<bool> stop_requested_{false};
   const Experience* experience_ = nullptr;
+  IterationCallback iteration_callback_;
 
   // Where the loop is inside an experience: -1 when between experiences.
   struct LoopState {
