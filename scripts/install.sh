@@ -20,6 +20,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev python3-numpy
   # the default benchmark's data: real Fashion-MNIST (MIT licence)
   dataset-fashion-mnist
+  # a single-node SLURM cluster on localhost for the preemption test (tests/slurm)
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

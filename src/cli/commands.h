@@ -40,6 +40,13 @@ struct RunOptions {
   std::string out;
   std::string checkpoint;
   int64_t max_experiences = -1;
+  // Preemption (docs/preemption.md).
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;          // iterations; 0: only at experience ends
+  double checkpoint_every_seconds = 0;   // 0: off
+  int64_t keep_last = 2;
+  bool requeue = false;
+  std::string signals = "TERM,INT,USR1";
   std::string verbosity = "normal";
 };
 

@@ -1,13 +1,23 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/signals.h"
 #include "continua/checkpoint/checkpoint.h"
+#include "continua/checkpoint/manager.h"
 #include "continua/data/benchmark.h"
 #include "continua/errors.h"
 #include "continua/evaluation/evaluator.h"
@@ -52,6 +62,20 @@ void add_run_options(CLI::App& app, RunOptions& o) {
   app.add_option("--max-experiences", o.max_experiences,
                  "train at most K experiences in this invocation, then exit 0");
   app.add_option("--verbosity", o.verbosity, "quiet, normal, verbose")->capture_default_str();
+  app.add_option("--checkpoint-dir", o.checkpoint_dir,
+                 "managed checkpoints: keep the last K in DIR, resume from the newest that verifies");
+  app.add_option("--checkpoint-every", o.checkpoint_every,
+                 "also save every N training iterations (0: only after each experience)")
+      ->capture_default_str();
+  app.add_option("--checkpoint-every-seconds", o.checkpoint_every_seconds,
+                 "also save when S seconds passed since the last save (0: off)")
+      ->capture_default_str();
+  app.add_option("--keep-last", o.keep_last, "checkpoints kept in --checkpoint-dir")->capture_default_str();
+  app.add_flag("--requeue", o.requeue,
+               "under SLURM, after the checkpoint a signal asked for, run 'scontrol requeue $SLURM_JOB_ID'");
+  app.add_option("--signal", o.signals,
+                 "signals that stop the run at the next iteration with a checkpoint (comma list, 'none')")
+      ->capture_default_str();
 }
 
 namespace {
@@ -87,6 +111,39 @@ void check(const RunOptions& o) {
   if (o.verbosity != "quiet" && o.verbosity != "normal" && o.verbosity != "verbose") {
     throw InvalidArgument("--verbosity must be quiet, normal or verbose");
   }
+  if (!o.checkpoint.empty() && !o.checkpoint_dir.empty()) {
+    throw InvalidArgument("--checkpoint and --checkpoint-dir: give one of them, not both");
+  }
+  if (o.checkpoint_every < 0) {
+    throw InvalidArgument("--checkpoint-every must be >= 0, got " + std::to_string(o.checkpoint_every));
+  }
+  if (!(o.checkpoint_every_seconds >= 0)) throw InvalidArgument("--checkpoint-every-seconds must be >= 0");
+  if (o.keep_last < 1) throw InvalidArgument("--keep-last must be >= 1, got " + std::to_string(o.keep_last));
+  if ((o.checkpoint_every > 0 || o.checkpoint_every_seconds > 0) && o.checkpoint.empty() &&
+      o.checkpoint_dir.empty()) {
+    throw InvalidArgument("--checkpoint-every and --checkpoint-every-seconds need --checkpoint-dir or --checkpoint");
+  }
+}
+
+// Runs `scontrol requeue <job>`; returns whether it succeeded.
+bool requeue_slurm_job(const std::string& job) {
+  std::vector<std::string> args = {"scontrol", "requeue", job};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (const int rc = ::posix_spawnp(&pid, "scontrol", nullptr, nullptr, argv.data(), environ); rc != 0) {
+    std::cerr << "continua: --requeue: cannot run scontrol: " << std::strerror(rc) << "\n";
+    return false;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::cerr << "continua: --requeue: 'scontrol requeue " << job << "' failed (SLURM may be requeuing the job already)\n";
+    return false;
+  }
+  return true;
 }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {
@@ -100,6 +157,9 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 
 int run(const RunOptions& o) {
   check(o);
+  // Signals stop the loop at the next iteration boundary (signals.h).
+  // Installed first: a signal while the data loads is not lost.
+  StopSignals signals(parse_signals(o.signals));
   const int64_t threads = o.threads > 0 ? o.threads : int64_t(std::thread::hardware_concurrency());
   torch::set_num_threads(int(std::max<int64_t>(1, threads)));
 
@@ -157,24 +217,103 @@ int run(const RunOptions& o) {
   for (auto& p : make_strategy_plugins(o.strategy, po)) strategy.add_plugin(p);
 
   const nlohmann::json config = to_json(o);
+  signals.attach(&strategy);
+  struct Detach {
+    StopSignals& s;
+    ~Detach() { s.attach(nullptr); }
+  } detach{signals};
+
+  std::optional<CheckpointManager> manager;
+  if (!o.checkpoint_dir.empty()) {
+    manager.emplace(CheckpointManagerOptions().directory(o.checkpoint_dir).keep_last(o.keep_last));
+  }
   int64_t initial = 0;
-  if (!o.checkpoint.empty()) {
+  std::string resumed_from;
+  if (manager) {
+    initial = manager->maybe_load(strategy, {}, {bench}).second;
+    resumed_from = manager->loaded_path();
+  } else if (!o.checkpoint.empty()) {
     initial = maybe_load_checkpoint(strategy, o.checkpoint, {}, {bench}).second;
-    if (initial > 0 || strategy.in_experience()) {
-      std::cerr << "continua: resumed from '" << o.checkpoint << "' at experience " << initial << "\n";
-    }
+    if (initial > 0 || strategy.in_experience()) resumed_from = o.checkpoint;
+  }
+  if (!resumed_from.empty()) {
+    std::cerr << "continua: resumed from '" << resumed_from << "' at experience " << initial
+              << ", iteration " << strategy.clock().train_iterations << "\n";
   }
   SaveOptions save_options;
   save_options.metadata({{"config", config.dump()}});
 
+  using SteadyClock = std::chrono::steady_clock;
+  const bool checkpointing = manager || !o.checkpoint.empty();
+  bool dirty = false;  // state changed since the last save
+  auto last_save = SteadyClock::now();
+  int64_t saves = 0;
+  double save_seconds = 0;
+  auto save_now = [&]() -> std::string {
+    const auto t0 = SteadyClock::now();
+    std::string path = o.checkpoint;
+    if (manager) {
+      path = manager->save(strategy, save_options);
+    } else {
+      save_checkpoint(strategy, o.checkpoint, save_options);
+    }
+    last_save = SteadyClock::now();
+    save_seconds += std::chrono::duration<double>(last_save - t0).count();
+    ++saves;
+    dirty = false;
+    return path;
+  };
+  if (checkpointing && (o.checkpoint_every > 0 || o.checkpoint_every_seconds > 0)) {
+    strategy.set_iteration_callback([&](Strategy& s) {
+      dirty = true;
+      // A stop is handled by the loop's owner, which saves right after.
+      if (s.stop_requested()) return;
+      const bool by_count = o.checkpoint_every > 0 && s.clock().train_iterations % o.checkpoint_every == 0;
+      const bool by_time =
+          o.checkpoint_every_seconds > 0 &&
+          std::chrono::duration<double>(SteadyClock::now() - last_save).count() >= o.checkpoint_every_seconds;
+      if (by_count || by_time) save_now();
+    });
+  } else {
+    strategy.set_iteration_callback([&](Strategy&) { dirty = true; });
+  }
+
+  const auto t_start = SteadyClock::now();
   const int64_t total = int64_t(bench->train_stream().size());
   int64_t done_here = 0;
+  bool stopped = false;
   for (int64_t i = initial; i < total; ++i) {
     if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
-    strategy.train(bench->train_stream()[i]);
+    if (signals.received()) {
+      stopped = true;
+      break;
+    }
+    dirty = true;  // train() changes the state even if it stops at once
+    if (!strategy.train(bench->train_stream()[i])) {
+      stopped = true;
+      break;
+    }
     strategy.eval(bench->test_stream());
-    if (!o.checkpoint.empty()) save_checkpoint(strategy, o.checkpoint, save_options);
+    dirty = true;
+    if (checkpointing) save_now();
     ++done_here;
+  }
+  if (!stopped && signals.received() && strategy.clock().train_experiences < total) stopped = true;
+  const double train_seconds = std::chrono::duration<double>(SteadyClock::now() - t_start).count();
+  std::string stop_checkpoint;
+  if (stopped && checkpointing) {
+    // Nothing changed since the last save or load: that file is the checkpoint.
+    std::string existing;
+    if (manager) {
+      existing = manager->last_saved_path().empty() ? manager->loaded_path() : manager->last_saved_path();
+    } else if (fs::exists(o.checkpoint)) {
+      existing = o.checkpoint;
+    }
+    stop_checkpoint = (dirty || existing.empty()) ? save_now() : existing;
+  }
+  if (o.verbosity == "verbose" && checkpointing) {
+    std::cerr << "continua: " << saves << " checkpoint saves took " << save_seconds << " s of "
+              << train_seconds << " s\n";
   }
   const bool complete = strategy.clock().train_experiences >= total;
   if (!o.out.empty()) {
@@ -192,6 +331,26 @@ int run(const RunOptions& o) {
     std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
               << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()
               << std::endl;
+  }
+  if (stopped) {
+    const std::string sig = signal_name(signals.received());
+    if (!checkpointing) {
+      std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+                << "; no checkpoint (no --checkpoint or --checkpoint-dir)\n";
+      return 128 + signals.received();
+    }
+    std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+              << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
+              << "' saved\n";
+    if (o.requeue) {
+      const char* job = std::getenv("SLURM_JOB_ID");
+      if (job && *job) {
+        if (requeue_slurm_job(job)) std::cerr << "continua: requeued SLURM job " << job << "\n";
+      } else {
+        std::cerr << "continua: --requeue: not under SLURM (SLURM_JOB_ID is unset); not requeuing\n";
+      }
+    }
+    return kExitStoppedBySignal;
   }
   return 0;
 }

@@ -132,7 +132,10 @@ bool Strategy::train(const Experience& experience) {
   const int64_t mb = options_.train_mb_size_;
 
   for (; loop_.epoch < options_.epochs_; ++loop_.epoch) {
-    if (loop_.position == 0) {
+    // A new epoch has no order yet. Not `position == 0`: a stop requested
+    // before the epoch's first iteration saves the order drawn already, and
+    // drawing again on resume would advance the generator a second time.
+    if (!loop_.order.defined()) {
       loop_.order = at::randperm(n, data_generator_, at::kLong);
       loop_.loss_sum = 0;
       loop_.correct = 0;
