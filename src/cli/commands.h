@@ -50,6 +50,16 @@ struct RunOptions {
   std::string verbosity = "normal";
 };
 
+// `continua bench`: checkpoint speed against the machine's limits (bench.cc).
+struct BenchOptions {
+  std::string bytes = "1G";  // state size; suffixes K, M, G (powers of 1024)
+  bool json = false;
+  int64_t repeat = 3;
+  std::string dir;  // scratch directory; default: a temporary one in the working directory
+};
+void add_bench_options(CLI::App& app, BenchOptions& o);
+int bench(const BenchOptions& o);
+
 void add_run_options(CLI::App& app, RunOptions& o);
 int run(const RunOptions& o);
 int inspect(const std::string& path, bool json);

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   CLI::App* verify_cmd = app.add_subcommand("verify", "exit 0 for a sound checkpoint, non-zero otherwise");
   verify_cmd->add_option("file", verify_file, "checkpoint file")->required();
 
+  continua::cli::BenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "measure checkpoint speed against the machine's limits");
+  continua::cli::add_bench_options(*bench_cmd, bench);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
     if (*run_cmd) return continua::cli::run(run);
     if (*inspect_cmd) return continua::cli::inspect(inspect_file, inspect_json);
     if (*verify_cmd) return continua::cli::verify(verify_file);
+    if (*bench_cmd) return continua::cli::bench(bench);
   } catch (const continua::Error& e) {
     std::cerr << "continua: error: " << e.what() << "\n";
     return 1;

@@ -3,6 +3,10 @@
 // has bounded it, and the header's CRC is checked before any JSON is parsed,
 // so the JSON parser only ever sees bytes the writer produced.
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <istream>
 #include <limits>
@@ -140,8 +144,59 @@ void SafetensorsReader::verify_tensor(const TensorInfo& info) const {
   }
 }
 
+// Verifying a large mapped file is dominated by faulting its pages in from
+// disk. A helper thread walks the mapping ahead, one touch per page, so the
+// disk reads ahead while this thread checksums what has arrived: the CRC
+// costs nothing beyond the read itself (docs/benchmarks.md).
 void SafetensorsReader::verify_all() const {
-  for (const TensorInfo& t : tensors_) verify_tensor(t);
+  constexpr uint64_t kPrefetchMin = uint64_t{32} << 20;
+  constexpr uint64_t kChunk = uint64_t{4} << 20;
+  if (size_ < kPrefetchMin) {
+    for (const TensorInfo& t : tensors_) verify_tensor(t);
+    return;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t ready = 0;  // bytes [0, ready) are resident
+  std::atomic<bool> stop{false};
+  std::thread helper([&] {
+    volatile uint8_t sink = 0;
+    for (uint64_t off = 0; off < size_ && !stop.load(std::memory_order_relaxed); off += kChunk) {
+      const uint64_t end = std::min(size_, off + kChunk);
+      for (uint64_t q = off; q < end; q += 4096) sink = sink + base_[q];
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ready = end;
+      }
+      cv.notify_one();
+    }
+    (void)sink;
+  });
+  struct Join {
+    std::thread& t;
+    std::atomic<bool>& stop;
+    ~Join() {
+      stop.store(true);
+      t.join();
+    }
+  } join{helper, stop};
+  for (const TensorInfo& t : tensors_) {
+    uint32_t crc = 0;
+    for (uint64_t done = 0; done < t.nbytes;) {
+      const uint64_t n = std::min(kChunk, t.nbytes - done);
+      const uint64_t end = t.offset + done + n;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ready >= end; });
+      }
+      crc = io::crc32c_extend(crc, base_ + t.offset + done, static_cast<size_t>(n));
+      done += n;
+    }
+    if (crc != t.crc32c) {
+      CONTINUA_CORRUPT("tensor '" + t.name + "' fails its CRC32C check (stored " +
+                       hex8(t.crc32c) + ", computed " + hex8(crc) + ")");
+    }
+  }
 }
 
 void SafetensorsReader::parse(const ReadOptions& options) {

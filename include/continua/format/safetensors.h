@@ -90,9 +90,14 @@ struct TensorView {
   uint64_t nbytes;
 };
 
-// Writes a checkpoint: one read pass over the data for the CRCs, then the
-// header and the data. Memory beyond the header is bounded by one
-// io::BufferedWriter buffer; large tensors are written without copying.
+// Writes a checkpoint into `out`, which must be empty (the file is written at
+// explicit offsets from 0). One pass over the data: each piece is copied into
+// a page-aligned staging block and checksummed there, full blocks are written
+// by a background thread (O_DIRECT when the file system takes it) while the
+// next is filled, and the header, whose CRCs are only then known, is written
+// last at offset 0. Memory beyond the header: two 8 MiB staging blocks, kept
+// for the next call. The stream overload reads the data twice (CRC pass, then
+// write pass) because a stream cannot seek back to the header.
 void write_safetensors(io::WritableFile& out, const std::vector<TensorView>& tensors,
                        const std::map<std::string, std::string>& metadata);
 void write_safetensors(std::ostream& out, const std::vector<TensorView>& tensors,

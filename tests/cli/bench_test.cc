@@ -1,0 +1,44 @@
+// `continua bench` runs on a small state and prints the documented keys. It
+// never checks speed: benchmarks are not unit tests (docs/benchmarks.md).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace continua::testing {
+namespace {
+
+TEST(BenchCommand, SmallRunPrintsTheRatiosAsJson) {
+  TempDir dir;
+  const auto r = run_command(continua_bin() + " bench --bytes 8M --repeat 1 --json --dir " +
+                             dir.path() + " 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  for (const char* k : {"save_vs_raw_write", "load_vs_raw_read", "save_vs_torch_save",
+                        "load_vs_torch_load", "async_stall_vs_memcpy"}) {
+    ASSERT_TRUE(j.contains(k)) << k << "\n" << r.output;
+    EXPECT_TRUE(j[k].is_number()) << k;
+    EXPECT_GT(j[k].get<double>(), 0.0) << k;
+  }
+  EXPECT_GE(j["state_bytes"].get<double>(), 7.5 * 1024 * 1024);
+  EXPECT_LE(j["state_bytes"].get<double>(), 8.5 * 1024 * 1024);
+  for (const char* f : {"memcpy", "raw_write_fsync", "continua_save", "torch_save_fsync",
+                        "raw_read_cold", "continua_load_cold", "continua_load_warm",
+                        "torch_load_cold", "async_stall"}) {
+    EXPECT_TRUE(j["figures"].contains(f)) << f;
+  }
+  // Its scratch files are gone; the directory it was given is kept.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(BenchCommand, BadSizesAreRefusedWithAMessage) {
+  for (const char* bad : {"12Q", "abc", "0", "-5M"}) {
+    const auto r = run_command(continua_bin() + " bench --bytes " + bad + " 2>&1");
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_NE(r.output.find("--bytes"), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace continua::testing
