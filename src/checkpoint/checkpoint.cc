@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "continua/errors.h"
+#include "continua/format/checkpoint_metadata.h"
 #include "continua/format/safetensors.h"
 #include "continua/io/file_system.h"
 #include "continua/training/strategy.h"
@@ -16,14 +17,15 @@ namespace continua {
 namespace {
 
 // Metadata keys of a strategy checkpoint (docs/checkpoint-format.md).
-constexpr const char* kKindKey = "continua.kind";
-constexpr const char* kKindStrategy = "strategy";
-constexpr const char* kStateKey = "continua.state";
-constexpr const char* kObjectsKey = "continua.objects";
-constexpr const char* kDevicesKey = "continua.devices";
-constexpr const char* kNextExperienceKey = "continua.next_experience";
-constexpr const char* kExcludedKey = "continua.excluded";
-constexpr const char* kRoot = "strategy";
+// One definition, shared with the torch-free parser.
+constexpr const char* kKindKey = format::kCheckpointKindKey;
+constexpr const char* kKindStrategy = format::kCheckpointKindStrategy;
+constexpr const char* kStateKey = format::kCheckpointStateKey;
+constexpr const char* kObjectsKey = format::kCheckpointObjectsKey;
+constexpr const char* kDevicesKey = format::kCheckpointDevicesKey;
+constexpr const char* kNextExperienceKey = format::kCheckpointNextExperienceKey;
+constexpr const char* kExcludedKey = format::kCheckpointExcludedKey;
+constexpr const char* kRoot = format::kCheckpointRoot;
 
 format::DType to_dtype(at::ScalarType t, const std::string& key) {
   switch (t) {
@@ -116,65 +118,22 @@ Prepared prepare(const StateTree& tree, int64_t next_experience, const SaveOptio
   throw CorruptionError("corrupt checkpoint '" + name + "': " + what);
 }
 
-nlohmann::json parse_metadata_json(const format::SafetensorsReader& r, const std::string& key) {
-  auto it = r.metadata().find(key);
-  if (it == r.metadata().end()) corrupt(r.name(), "metadata '" + key + "' is missing");
-  // Bound nesting before parsing: nlohmann's parser recurses.
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : it->second) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > format::kMaxJsonDepth) corrupt(r.name(), "metadata '" + key + "' is nested too deeply");
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  try {
-    return nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    corrupt(r.name(), "metadata '" + key + "' is not valid JSON: " + e.what());
-  }
-}
-
 LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map_location,
                       const UniqueObjects& unique_objects) {
   const std::string& name = r.name();
   r.verify_all();
-  auto kind = r.metadata().find(kKindKey);
-  if (kind == r.metadata().end() || kind->second != kKindStrategy) {
-    corrupt(name, "not a strategy checkpoint (metadata 'continua.kind' is missing or not 'strategy')");
-  }
+  // The metadata documents are parsed and checked torch-free, by the same
+  // code the fuzzer runs (src/format/checkpoint_metadata.cc).
+  format::CheckpointMetadata meta = format::parse_checkpoint_metadata(r.metadata(), name);
   LoadedCheckpoint out;
   out.file_size = r.file_size();
   out.format_version = r.format_version();
   out.tree.set_source(name);
-  for (const auto& [k, v] : r.metadata()) {
-    if (k.rfind("continua.", 0) != 0) out.metadata[k] = v;
-  }
-  const nlohmann::json state = parse_metadata_json(r, kStateKey);
-  const nlohmann::json objects = parse_metadata_json(r, kObjectsKey);
-  const nlohmann::json devices = parse_metadata_json(r, kDevicesKey);
-  const nlohmann::json excl = parse_metadata_json(r, kExcludedKey);
-  if (!state.is_object() || !objects.is_object() || !devices.is_object() || !excl.is_array()) {
-    corrupt(name, "metadata 'continua.state', 'continua.objects', 'continua.devices' or "
-                  "'continua.excluded' has the wrong JSON type");
-  }
-  for (const auto& e : excl) {
-    if (!e.is_string()) corrupt(name, "metadata 'continua.excluded' holds a non-string");
-    out.excluded.push_back(e.get<std::string>());
-  }
-  try {
-    out.next_experience = std::stoll(r.metadata().at(kNextExperienceKey));
-  } catch (const std::exception&) {
-    corrupt(name, "metadata 'continua.next_experience' is missing or not a number");
-  }
-  if (out.next_experience < 0) corrupt(name, "metadata 'continua.next_experience' is negative");
+  out.metadata = std::move(meta.user);
+  out.excluded = std::move(meta.excluded);
+  out.next_experience = meta.next_experience;
+  const nlohmann::json& state = meta.state;
+  const nlohmann::json& objects = meta.objects;
 
   auto check_key = [&](const std::string& key) {
     if (key.rfind(std::string(kRoot) + ".", 0) != 0) {
@@ -187,9 +146,7 @@ LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map
   for (const format::TensorInfo& info : r.tensors()) {
     check_key(info.name);
     std::string saved_device = "cpu";
-    if (auto d = devices.find(info.name); d != devices.end() && d->is_string()) {
-      saved_device = d->get<std::string>();
-    }
+    if (auto d = meta.devices.find(info.name); d != meta.devices.end()) saved_device = d->second;
     at::Tensor t = at::from_blob(const_cast<uint8_t*>(r.data(info)), info.shape,
                                  [owner](void*) {}, at::TensorOptions().dtype(to_scalar_type(info.dtype)));
     std::string target = map_location.map_device(saved_device);
@@ -220,7 +177,7 @@ LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map
     check_key(it.key());
     try {
       out.tree.set(it.key(), pool.get(it.value()));
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // factories may throw JSON or torch errors too
       throw InvalidArgument("checkpoint '" + name + "': '" + it.key() +
                             "': cannot rebuild the object: " + e.what());
     }
@@ -324,6 +281,19 @@ int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint) 
   }
   try {
     strategy.load_state(StateReader(merged, kRoot));
+  } catch (const Error&) {
+    strategy.load_state(StateReader(backup, kRoot));
+    throw;
+  } catch (const c10::Error& e) {
+    // A component let a foreign exception through (a torch error on a tensor
+    // of the wrong shape or type): same contract, one of our types.
+    strategy.load_state(StateReader(backup, kRoot));
+    throw InvalidArgument("checkpoint '" + checkpoint.tree.source() +
+                          "': the state does not fit this strategy: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // e.g. a JSON type error
+    strategy.load_state(StateReader(backup, kRoot));
+    throw InvalidArgument("checkpoint '" + checkpoint.tree.source() +
+                          "': the state does not fit this strategy: " + e.what());
   } catch (...) {
     strategy.load_state(StateReader(backup, kRoot));
     throw;

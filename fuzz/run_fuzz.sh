@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the reader fuzzer with clang (libFuzzer + ASan + UBSan) and runs it.
+#
+#   fuzz/run_fuzz.sh [--seconds N] [--build-dir DIR] [--jobs J] [--keep-corpus DIR]
+#
+# Default: 45 s, the short run ctest does (test `fuzz_reader_short`). The long
+# run is fuzz/run_long.sh. Exits 77 (ctest: skipped) when clang++ or the
+# libFuzzer runtime is missing, non-zero when the fuzzer finds a crash (the
+# input is left in <build dir>/artifacts/ and printed).
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+seconds=45
+build="$src/build-fuzz"
+workcorpus=""
+while (($#)); do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --build-dir) build="$2"; shift 2 ;;
+    --keep-corpus) workcorpus="$2"; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+CXX=${FUZZ_CXX:-$(command -v clang++ || command -v clang++-14 || true)}
+if [ -z "$CXX" ]; then
+  echo "SKIP: clang++ not found (install clang and libclang-rt-14-dev to fuzz)"; exit 77
+fi
+if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long){return 0;}' |
+     "$CXX" -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null; then
+  echo "SKIP: $CXX cannot link -fsanitize=fuzzer (install libclang-rt-14-dev)"; exit 77
+fi
+
+mkdir -p "$build/obj" "$build/artifacts"
+flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
+       -fno-sanitize-recover=all -I"$src/include" -I"$src/src")
+sources=("$src"/src/io/*.cc "$src"/src/format/*.cc "$src/fuzz/reader_fuzzer.cc")
+objs=()
+stale=()
+for s in "${sources[@]}"; do
+  o="$build/obj/$(basename "${s%.cc}").o"
+  objs+=("$o")
+  # Rebuild when the source or any header is newer than the object.
+  if [ ! -f "$o" ] || [ "$s" -nt "$o" ] ||
+     [ -n "$(find "$src/include" "$src/src/format" -newer "$o" -name '*.h' -print -quit)" ]; then
+    stale+=("$s")
+  fi
+done
+if ((${#stale[@]})); then
+  echo "compiling ${#stale[@]} files with $CXX"
+  printf '%s\n' "${stale[@]}" | xargs -P "${JOBS:-2}" -I{} sh -c \
+    '"$0" "$@" -fsanitize=fuzzer-no-link -c "{}" -o "'"$build"'/obj/$(basename "{}" .cc).o"' \
+    "$CXX" "${flags[@]}"
+fi
+bin="$build/reader_fuzzer"
+if [ ! -f "$bin" ] || [ -n "$(find "$build/obj" -newer "$bin" -name '*.o' -print -quit)" ]; then
+  "$CXX" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" -lcrypto -o "$bin"
+fi
+
+# New inputs go to a scratch corpus, never into the committed seeds.
+if [ -z "$workcorpus" ]; then
+  workcorpus="$(mktemp -d)"
+  trap 'rm -rf "$workcorpus"' EXIT
+fi
+mkdir -p "$workcorpus"
+echo "fuzzing for ${seconds}s: $bin"
+"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  -print_final_stats=1 -artifact_prefix="$build/artifacts/" \
+  "$workcorpus" "$src/fuzz/corpus"
