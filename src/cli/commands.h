@@ -30,7 +30,7 @@ struct RunOptions {
   int64_t subset = 0;
   int64_t mem_size = 200;
   std::string replay_policy = "reservoir";
-  double ewc_lambda = 100.0;
+  double ewc_lambda = 1.0;
   std::string ewc_mode = "separate";
   double ewc_decay = 1.0;
   double lwf_alpha = 1.0;

@@ -36,17 +36,23 @@ at::Tensor IncrementalClassifierImpl::forward(const at::Tensor& x) { return head
 int64_t IncrementalClassifierImpl::out_features() const { return head_->weight.size(0); }
 
 bool IncrementalClassifierImpl::grow_to(int64_t outputs) {
+  if (outputs <= out_features()) return false;
+  resize_to(outputs);
+  return true;
+}
+
+void IncrementalClassifierImpl::resize_to(int64_t outputs) {
   const int64_t old = out_features();
-  if (outputs <= old) return false;
-  torch::nn::Linear bigger(in_features_, outputs);
-  bigger->to(head_->weight.device());
+  if (outputs == old) return;
+  torch::nn::Linear resized(in_features_, outputs);
+  resized->to(head_->weight.device());
   {
     torch::NoGradGuard no_grad;
-    bigger->weight.narrow(0, 0, old).copy_(head_->weight);
-    bigger->bias.narrow(0, 0, old).copy_(head_->bias);
+    const int64_t keep = std::min(old, outputs);
+    resized->weight.narrow(0, 0, keep).copy_(head_->weight.narrow(0, 0, keep));
+    resized->bias.narrow(0, 0, keep).copy_(head_->bias.narrow(0, 0, keep));
   }
-  head_ = replace_module("head", bigger);
-  return true;
+  head_ = replace_module("head", resized);
 }
 
 bool Model::adapt(const std::vector<int64_t>& classes) {
@@ -67,11 +73,7 @@ void Model::load_state(const StateReader& reader) {
   const std::string head_key = "classifier.head.weight";
   const at::Tensor& saved_head = reader.tensor(head_key);
   if (saved_head.dim() != 2) reader.fail(head_key, "expected a 2-d tensor");
-  if (saved_head.size(0) < classifier_->out_features()) {
-    reader.fail(head_key, "the checkpoint's head has " + std::to_string(saved_head.size(0)) +
-                              " outputs, fewer than this model's " +
-                              std::to_string(classifier_->out_features()));
-  }
+  if (saved_head.size(0) < 1) reader.fail(head_key, "the head has no outputs");
   // Check every shape before changing anything.
   auto check = [&](const std::string& name, const at::Tensor& live) {
     const at::Tensor& t = reader.tensor(name);
@@ -86,7 +88,9 @@ void Model::load_state(const StateReader& reader) {
   for (const auto& p : named_parameters()) check(p.key(), p.value());
   for (const auto& b : named_buffers()) check(b.key(), b.value());
 
-  classifier_->grow_to(saved_head.size(0));
+  // To the saved size, growing or shrinking: a checkpoint older than the
+  // live model (or the backup a failed load restores) may have fewer classes.
+  classifier_->resize_to(saved_head.size(0));
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) p.value().copy_(reader.tensor(p.key()));
   for (auto& b : named_buffers()) b.value().copy_(reader.tensor(b.key()));

@@ -75,12 +75,12 @@ void ReplayPlugin::after_training_exp(Strategy& s) {
   if (!exps_.defined()) {
     exps_ = at::empty({0}, at::kLong);
     positions_ = at::empty({0}, at::kLong);
-    weights_ = at::empty({0}, at::kDouble);
+    weights_ = at::empty({0}, at::kFloat);
   }
   if (options_.policy == "reservoir") {
     // Every sample ever seen gets a random weight; the memory keeps the
     // mem_size largest: a uniform sample of the stream.
-    at::Tensor w = at::rand({n}, generator_, at::kDouble);
+    at::Tensor w = at::rand({n}, generator_, at::kFloat);
     at::Tensor all_w = at::cat({weights_, w});
     at::Tensor all_e = at::cat({exps_, new_exps});
     at::Tensor all_p = at::cat({positions_, new_pos});
@@ -119,7 +119,7 @@ void ReplayPlugin::after_training_exp(Strategy& s) {
   }
   exps_ = es.empty() ? at::empty({0}, at::kLong) : at::cat(es);
   positions_ = ps.empty() ? at::empty({0}, at::kLong) : at::cat(ps);
-  weights_ = at::empty({0}, at::kDouble);
+  weights_ = at::empty({0}, at::kFloat);
 }
 
 void ReplayPlugin::save_state(StateWriter& w) const {
@@ -129,8 +129,10 @@ void ReplayPlugin::save_state(StateWriter& w) const {
   w.write("rng", g.get_state());
   if (benchmark_) w.write_object("benchmark", benchmark_);
   if (exps_.defined()) {
-    w.write("experiences", exps_);
-    w.write("positions", positions_);
+    // 32-bit on disk: a memory of 5,000 samples costs 60 KB (experience
+    // indices and positions are far below 2^31; checked on load).
+    w.write("experiences", exps_.to(at::kInt));
+    w.write("positions", positions_.to(at::kInt));
     w.write("weights", weights_);
   }
 }
@@ -146,7 +148,7 @@ void ReplayPlugin::load_state(const StateReader& r) {
   if (r.has("experiences")) {
     e = r.tensor("experiences").to(at::kCPU, at::kLong).clone();
     p = r.tensor("positions").to(at::kCPU, at::kLong).clone();
-    w = r.tensor("weights").to(at::kCPU, at::kDouble).clone();
+    w = r.tensor("weights").to(at::kCPU, at::kFloat).clone();
     if (e.dim() != 1 || p.sizes() != e.sizes()) r.fail("positions", "does not match experiences");
     if (!bench && e.size(0) > 0) r.fail("benchmark", "missing for a non-empty memory");
     for (int64_t i = 0; i < e.size(0); ++i) {

@@ -58,6 +58,8 @@ class IncrementalClassifierImpl : public torch::nn::Module {
   // Grows to max(classes)+1 outputs if needed; old rows are kept. Returns
   // true if it grew (the head's parameters are then new tensors).
   bool grow_to(int64_t out_features);
+  // Exactly `outputs` rows (the first min(old, new) kept): for loads.
+  void resize_to(int64_t outputs);
   int64_t out_features() const;
 
  private:

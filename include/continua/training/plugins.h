@@ -46,7 +46,7 @@ class ReplayPlugin : public Plugin {
   Options options_;
   at::Generator generator_;
   std::shared_ptr<const Benchmark> benchmark_;
-  at::Tensor exps_, positions_, weights_;  // int64, int64, float64 (reservoir)
+  at::Tensor exps_, positions_, weights_;  // int64, int64, float32 (reservoir)
 };
 
 class EWCPlugin : public Plugin {

@@ -202,7 +202,7 @@ class Strategy : public Stateful {
 struct PluginOptions {
   int64_t mem_size = 200;             // replay
   std::string replay_policy = "reservoir";  // reservoir, class-balanced
-  double ewc_lambda = 100.0;          // ewc
+  double ewc_lambda = 1.0;          // ewc
   std::string ewc_mode = "separate";  // separate, online
   double ewc_decay = 1.0;             // online ewc
   double lwf_alpha = 1.0;             // lwf
