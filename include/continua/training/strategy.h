@@ -77,6 +77,10 @@ class Plugin : public Stateful {
   virtual void before_training_epoch(Strategy&) {}
   virtual void before_training_iteration(Strategy&) {}
   virtual void after_forward(Strategy&) {}
+  // Combine the batch's metrics (mean loss of the batch of `take` samples,
+  // correct predictions) across processes; data-parallel training only.
+  virtual void reduce_batch_metrics(Strategy&, int64_t /*take*/, double& /*batch_loss*/,
+                                    int64_t& /*batch_correct*/) {}
   // Add penalties to strategy.loss here.
   virtual void before_backward(Strategy&) {}
   virtual void after_backward(Strategy&) {}
