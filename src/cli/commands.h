@@ -48,6 +48,8 @@ struct RunOptions {
   bool requeue = false;
   std::string signals = "TERM,INT,USR1";
   std::string verbosity = "normal";
+  // Data-parallel (docs/distributed.md): local ranks to start; 0: none.
+  int64_t nproc = 0;
 };
 
 // `continua bench`: checkpoint speed against the machine's limits (bench.cc).

@@ -19,6 +19,7 @@
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/checkpoint/manager.h"
 #include "continua/data/benchmark.h"
+#include "continua/distributed/distributed.h"
 #include "continua/errors.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
@@ -76,6 +77,9 @@ void add_run_options(CLI::App& app, RunOptions& o) {
   app.add_option("--signal", o.signals,
                  "signals that stop the run at the next iteration with a checkpoint (comma list, 'none')")
       ->capture_default_str();
+  app.add_option("--nproc", o.nproc,
+                 "data-parallel: start N local ranks of this command (docs/distributed.md)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -105,6 +109,7 @@ void check(const RunOptions& o) {
   if (o.subset < 0) throw InvalidArgument("--subset must be >= 0, got " + std::to_string(o.subset));
   if (o.mem_size < 0) throw InvalidArgument("--mem-size must be >= 0, got " + std::to_string(o.mem_size));
   if (o.threads < 0) throw InvalidArgument("--threads must be >= 0");
+  if (o.nproc < 0) throw InvalidArgument("--nproc must be >= 0, got " + std::to_string(o.nproc));
   if (o.max_experiences == 0 || o.max_experiences < -1) {
     throw InvalidArgument("--max-experiences must be > 0");
   }
@@ -157,10 +162,21 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 
 int run(const RunOptions& o) {
   check(o);
+  // --nproc N: this process only starts N ranks of itself (which see
+  // WORLD_SIZE in their environment) and waits for them.
+  if (o.nproc > 0 && !std::getenv("WORLD_SIZE")) {
+    return run_local_ranks("/proc/self/exe", own_arguments(), int(o.nproc), kExitStoppedBySignal);
+  }
+  // Under --nproc, srun or torchrun: data-parallel ranks (distributed.h).
+  const DistributedEnv dist_env = DistributedEnv::from_environment();
+  std::shared_ptr<DistributedContext> dist;
+  if (dist_env.world_size > 1) dist = std::make_shared<DistributedContext>(dist_env);
+  const bool rank0 = !dist || dist->rank() == 0;
   // Signals stop the loop at the next iteration boundary (signals.h).
   // Installed first: a signal while the data loads is not lost.
   StopSignals signals(parse_signals(o.signals));
-  const int64_t threads = o.threads > 0 ? o.threads : int64_t(std::thread::hardware_concurrency());
+  const int64_t threads = o.threads > 0 ? o.threads
+                                        : int64_t(std::thread::hardware_concurrency()) / dist_env.local_world_size;
   torch::set_num_threads(int(std::max<int64_t>(1, threads)));
 
   namespace fs = std::filesystem;
@@ -191,8 +207,8 @@ int run(const RunOptions& o) {
   const auto verbosity = o.verbosity == "quiet"   ? ConsoleLogger::Verbosity::kQuiet
                          : o.verbosity == "verbose" ? ConsoleLogger::Verbosity::kVerbose
                                                     : ConsoleLogger::Verbosity::kNormal;
-  evaluator->add_logger(std::make_shared<ConsoleLogger>(verbosity));
-  if (!o.out.empty()) {
+  evaluator->add_logger(std::make_shared<ConsoleLogger>(rank0 ? verbosity : ConsoleLogger::Verbosity::kQuiet));
+  if (!o.out.empty() && rank0) {
     evaluator->add_logger(std::make_shared<CsvLogger>((fs::path(o.out) / "metrics.csv").string()));
     evaluator->add_logger(std::make_shared<JsonlLogger>((fs::path(o.out) / "metrics.jsonl").string()));
   }
@@ -214,17 +230,26 @@ int run(const RunOptions& o) {
   po.lwf_alpha = o.lwf_alpha;
   po.lwf_temperature = o.lwf_temperature;
   po.seed = o.seed;
+  std::shared_ptr<DataParallelPlugin> data_parallel;
+  if (dist) {
+    // First: it slices the mini-batch the other plugins see.
+    data_parallel = std::make_shared<DataParallelPlugin>(dist);
+    data_parallel->set_stop_source([&signals] { return signals.received() != 0; });
+    strategy.add_plugin(data_parallel);
+  }
   for (auto& p : make_strategy_plugins(o.strategy, po)) strategy.add_plugin(p);
 
   const nlohmann::json config = to_json(o);
-  signals.attach(&strategy);
+  // Ranks stop together at an iteration they agree on (DataParallelPlugin),
+  // so a signal must not stop one rank's loop by itself.
+  if (!dist) signals.attach(&strategy);
   struct Detach {
     StopSignals& s;
     ~Detach() { s.attach(nullptr); }
   } detach{signals};
 
   std::optional<CheckpointManager> manager;
-  if (!o.checkpoint_dir.empty()) {
+  if (!o.checkpoint_dir.empty() && rank0) {
     manager.emplace(CheckpointManagerOptions().directory(o.checkpoint_dir).keep_last(o.keep_last));
   }
   int64_t initial = 0;
@@ -232,11 +257,30 @@ int run(const RunOptions& o) {
   if (manager) {
     initial = manager->maybe_load(strategy, {}, {bench}).second;
     resumed_from = manager->loaded_path();
-  } else if (!o.checkpoint.empty()) {
+  } else if (!o.checkpoint.empty() && rank0) {
     initial = maybe_load_checkpoint(strategy, o.checkpoint, {}, {bench}).second;
     if (initial > 0 || strategy.in_experience()) resumed_from = o.checkpoint;
   }
-  if (!resumed_from.empty()) {
+  if (dist) {
+    // Every rank loads the file rank 0 chose, then they check the resume point.
+    const std::string chosen = dist->broadcast_string(resumed_from);
+    if (!rank0 && !chosen.empty()) {
+      initial = maybe_load_checkpoint(strategy, chosen, {}, {bench}).second;
+      resumed_from = chosen;
+    }
+    std::vector<at::Tensor> point = {torch::tensor({initial, strategy.clock().train_iterations}, torch::kLong)};
+    std::vector<at::Tensor> rank0_point = {point[0].clone()};
+    dist->broadcast(rank0_point);
+    if (!torch::equal(point[0], rank0_point[0])) {
+      throw Error("rank " + std::to_string(dist->rank()) + " resumed from '" + resumed_from +
+                  "' at experience " + std::to_string(initial) + ", iteration " +
+                  std::to_string(strategy.clock().train_iterations) + ", but rank 0 at experience " +
+                  std::to_string(rank0_point[0][0].item<int64_t>()) + ", iteration " +
+                  std::to_string(rank0_point[0][1].item<int64_t>()));
+    }
+    broadcast_parameters(*dist, strategy.model());
+  }
+  if (!resumed_from.empty() && rank0) {
     std::cerr << "continua: resumed from '" << resumed_from << "' at experience " << initial
               << ", iteration " << strategy.clock().train_iterations << "\n";
   }
@@ -244,12 +288,16 @@ int run(const RunOptions& o) {
   save_options.metadata({{"config", config.dump()}});
 
   using SteadyClock = std::chrono::steady_clock;
-  const bool checkpointing = manager || !o.checkpoint.empty();
+  const bool checkpointing = !o.checkpoint_dir.empty() || !o.checkpoint.empty();
   bool dirty = false;  // state changed since the last save
   auto last_save = SteadyClock::now();
   int64_t saves = 0;
   double save_seconds = 0;
   auto save_now = [&]() -> std::string {
+    if (!rank0) {  // the state is replicated: rank 0 writes it
+      dirty = false;
+      return std::string();
+    }
     const auto t0 = SteadyClock::now();
     std::string path = o.checkpoint;
     if (manager) {
@@ -284,7 +332,8 @@ int run(const RunOptions& o) {
   bool stopped = false;
   for (int64_t i = initial; i < total; ++i) {
     if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
-    if (signals.received()) {
+    if (dist ? data_parallel->agree_stop(signals.received() != 0 || strategy.stop_requested())
+             : signals.received() != 0) {
       stopped = true;
       break;
     }
@@ -298,7 +347,11 @@ int run(const RunOptions& o) {
     if (checkpointing) save_now();
     ++done_here;
   }
-  if (!stopped && signals.received() && strategy.clock().train_experiences < total) stopped = true;
+  if (!stopped && strategy.clock().train_experiences < total &&
+      (dist ? data_parallel->agree_stop(signals.received() != 0 || strategy.stop_requested())
+            : signals.received() != 0)) {
+    stopped = true;
+  }
   const double train_seconds = std::chrono::duration<double>(SteadyClock::now() - t_start).count();
   std::string stop_checkpoint;
   if (stopped && checkpointing) {
@@ -316,7 +369,22 @@ int run(const RunOptions& o) {
               << train_seconds << " s\n";
   }
   const bool complete = strategy.clock().train_experiences >= total;
-  if (!o.out.empty()) {
+  if (dist) {
+    if (!o.out.empty()) {
+      write_file(fs::path(o.out) / ("rank-" + std::to_string(dist->rank()) + ".digest"),
+                 strategy.state_digest() + "\n");
+    }
+    if (o.verbosity == "verbose") {
+      const double it = double(std::max<int64_t>(1, data_parallel->iterations()));
+      std::cerr << "continua: rank " << dist->rank() << " of " << dist->world_size() << ": "
+                << data_parallel->iterations() << " iterations, " << 1000 * data_parallel->iteration_seconds() / it
+                << " ms/iteration, gradient all-reduce " << 1000 * data_parallel->gradient_seconds() / it
+                << " ms/iteration; all collectives " << dist->collective_seconds() << " s in "
+                << dist->collective_calls() << " calls; " << train_seconds << " s in the loop\n";
+    }
+    dist->barrier();  // rank 0's files are written when any rank returns
+  }
+  if (!o.out.empty() && rank0) {
     const Evaluator& ev = strategy.evaluator();
     nlohmann::json results = {{"accuracy_matrix", ev.accuracy_matrix()},
                               {"average_accuracy", ev.average_accuracy()},
@@ -327,22 +395,25 @@ int run(const RunOptions& o) {
                               {"config", config}};
     write_file(fs::path(o.out) / "results.json", results.dump(2) + "\n");
   }
-  if (complete && o.verbosity != "quiet") {
+  if (complete && o.verbosity != "quiet" && rank0) {
     std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
               << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()
               << std::endl;
   }
   if (stopped) {
-    const std::string sig = signal_name(signals.received());
+    const std::string sig =
+        signals.received() ? signal_name(signals.received()) : std::string("a stop on another rank");
     if (!checkpointing) {
       std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
                 << "; no checkpoint (no --checkpoint or --checkpoint-dir)\n";
-      return 128 + signals.received();
+      return 128 + (signals.received() ? signals.received() : SIGTERM);
     }
-    std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
-              << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
-              << "' saved\n";
-    if (o.requeue) {
+    if (rank0) {
+      std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+                << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
+                << "' saved\n";
+    }
+    if (o.requeue && rank0) {
       const char* job = std::getenv("SLURM_JOB_ID");
       if (job && *job) {
         if (requeue_slurm_job(job)) std::cerr << "continua: requeued SLURM job " << job << "\n";

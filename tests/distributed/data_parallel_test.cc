@@ -1,0 +1,179 @@
+// Data-parallel training with real processes on loopback: `continua run
+// --nproc 2` (DataParallelPlugin over c10d Gloo).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "continua/distributed/distributed.h"
+#include "continua/errors.h"
+#include "test_util.h"
+
+namespace continua {
+namespace {
+
+using testing::continua_bin;
+using testing::read_file;
+using testing::run_command;
+using testing::TempDir;
+
+const std::string kBase = " --benchmark split-synthetic --experiences 5 --hidden 64 --threads 1 --verbosity quiet";
+const std::string kSmall = kBase + " --train-mb-size 32";
+
+std::string digest(const std::string& dir, int rank) {
+  std::string d = read_file(dir + "/rank-" + std::to_string(rank) + ".digest");
+  while (!d.empty() && d.back() == '\n') d.pop_back();
+  return d;
+}
+
+nlohmann::json results(const std::string& dir) { return nlohmann::json::parse(read_file(dir + "/results.json")); }
+
+TEST(DataParallel, TwoRanksEndIdenticalAndMatchOneProcess) {
+  TempDir d;
+  for (const std::string strategy : {"replay", "ewc", "lwf"}) {
+    const std::string two = d.file(strategy + "-2"), one = d.file(strategy + "-1");
+    auto r2 = run_command(continua_bin() + " run --nproc 2 --strategy " + strategy + kSmall + " --out " + two + " 2>&1");
+    ASSERT_EQ(r2.status, 0) << r2.output;
+    auto r1 = run_command(continua_bin() + " run --strategy " + strategy + kSmall + " --out " + one + " 2>&1");
+    ASSERT_EQ(r1.status, 0) << r1.output;
+    // Every rank ends with the same state (parameters, optimizer, memories,
+    // importances, previous model, generators, metrics).
+    const std::string d0 = digest(two, 0), d1 = digest(two, 1);
+    EXPECT_EQ(d0.size(), 64u);
+    EXPECT_EQ(d0, d1) << strategy;
+    EXPECT_EQ(results(two).at("state_digest").get<std::string>(), d0);
+    EXPECT_FALSE(std::filesystem::exists(one + "/rank-0.digest"));  // single process: no ranks
+    // The same global batch: the same mean gradient up to rounding.
+    const double a2 = results(two).at("average_accuracy").get<double>();
+    const double a1 = results(one).at("average_accuracy").get<double>();
+    EXPECT_NEAR(a2, a1, 0.03) << strategy;
+    EXPECT_GT(a2, 0.5) << strategy;
+  }
+}
+
+TEST(DataParallel, UnevenLastBatchKeepsRanksIdentical) {
+  // Batches of 133 on 3 ranks: chunks of 44/44/45, and experiences of 400
+  // samples end with a batch of 1: chunks 0/0/1 (two ranks have nothing).
+  TempDir d;
+  auto r = run_command(continua_bin() + " run --nproc 3 --strategy naive" + kBase +
+                       " --train-mb-size 133 --out " + d.path() + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(digest(d.path(), 0), digest(d.path(), 1));
+  EXPECT_EQ(digest(d.path(), 0), digest(d.path(), 2));
+  EXPECT_GT(results(d.path()).at("average_accuracy").get<double>(), 0.5);
+}
+
+TEST(DataParallel, ResumeAtExperienceBoundaryIsBitExact) {
+  TempDir d;
+  const std::string base = continua_bin() + " run --nproc 2 --strategy replay" + kSmall;
+  auto full = run_command(base + " --checkpoint " + d.file("full.st") + " --out " + d.file("full") + " 2>&1");
+  ASSERT_EQ(full.status, 0) << full.output;
+  auto part = run_command(base + " --checkpoint " + d.file("part.st") + " --max-experiences 1 --out " +
+                          d.file("part") + " 2>&1");
+  ASSERT_EQ(part.status, 0) << part.output;
+  EXPECT_EQ(results(d.file("part")).at("trained_experiences").get<int>(), 1);
+  EXPECT_NE(digest(d.file("part"), 0), digest(d.file("full"), 0));
+  auto rest = run_command(base + " --checkpoint " + d.file("part.st") + " --out " + d.file("part") + " 2>&1");
+  ASSERT_EQ(rest.status, 0) << rest.output;
+  EXPECT_NE(rest.output.find("resumed from"), std::string::npos) << rest.output;
+  EXPECT_EQ(digest(d.file("part"), 0), digest(d.file("full"), 0));
+  EXPECT_EQ(digest(d.file("part"), 1), digest(d.file("full"), 1));
+  EXPECT_EQ(results(d.file("part")).at("state_digest"), results(d.file("full")).at("state_digest"));
+}
+
+TEST(DataParallel, SignalToOneRankStopsAllAtTheSameIterationAndResumesBitExact) {
+  TempDir d;
+  // Long enough to be signalled mid-experience: 10 epochs of 400 samples.
+  const std::string base = continua_bin() + " run --nproc 2 --strategy ewc" + kSmall + " --epochs 10";
+  auto full = run_command(base + " --out " + d.file("full") + " >/dev/null 2>&1");
+  ASSERT_EQ(full.status, 0) << full.output;
+
+  const std::string log = d.file("stop.log");
+  const std::string cmd = base + " --checkpoint-dir " + d.file("ck") + " --out " + d.file("stop");
+  const pid_t launcher = ::fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + log + " 2>&1").c_str(), (char*)nullptr);
+    ::_exit(127);
+  }
+  // Wait until training runs (the metrics file has lines), then signal rank 1 only.
+  pid_t rank1 = 0;
+  for (int i = 0; i < 600 && rank1 == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::error_code ec;
+    if (std::filesystem::file_size(d.file("stop") + "/metrics.jsonl", ec) == 0 || ec) continue;
+    auto children = run_command("pgrep -P " + std::to_string(launcher));
+    std::vector<pid_t> pids;
+    std::istringstream in(children.output);
+    for (pid_t p; in >> p;) pids.push_back(p);
+    if (pids.size() == 2) rank1 = std::max(pids[0], pids[1]);  // forked second
+  }
+  ASSERT_NE(rank1, 0) << read_file(log);
+  ASSERT_EQ(::kill(rank1, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(launcher, &status, 0), launcher);
+  ASSERT_TRUE(WIFEXITED(status)) << read_file(log);
+  ASSERT_EQ(WEXITSTATUS(status), 75) << read_file(log);
+  const std::string out = read_file(log);
+  EXPECT_NE(out.find("stopped by a stop on another rank"), std::string::npos) << out;
+  // Both ranks stopped at the same iteration with the same state.
+  EXPECT_EQ(digest(d.file("stop"), 0), digest(d.file("stop"), 1));
+  EXPECT_FALSE(results(d.file("stop")).at("complete").get<bool>());
+
+  auto rest = run_command(base + " --checkpoint-dir " + d.file("ck") + " --out " + d.file("stop") + " 2>&1");
+  ASSERT_EQ(rest.status, 0) << rest.output;
+  EXPECT_NE(rest.output.find("resumed from"), std::string::npos) << rest.output;
+  EXPECT_EQ(digest(d.file("stop"), 0), digest(d.file("full"), 0));
+  EXPECT_EQ(digest(d.file("stop"), 1), digest(d.file("full"), 1));
+}
+
+TEST(DataParallel, EnvironmentIsReadAndCheckedAndFailuresPropagate) {
+  ::setenv("RANK", "1", 1);
+  ::setenv("WORLD_SIZE", "2", 1);
+  ::setenv("MASTER_ADDR", "10.1.2.3", 1);
+  ::setenv("MASTER_PORT", "12345", 1);
+  auto e = DistributedEnv::from_environment();
+  EXPECT_EQ(e.source, "env");
+  EXPECT_EQ(e.rank, 1);
+  EXPECT_EQ(e.world_size, 2);
+  EXPECT_EQ(e.master_addr, "10.1.2.3");
+  EXPECT_EQ(e.master_port, 12345);
+  ::setenv("RANK", "2", 1);
+  EXPECT_THROW(DistributedEnv::from_environment(), InvalidArgument);
+  ::setenv("RANK", "x", 1);
+  try {
+    DistributedEnv::from_environment();
+    ADD_FAILURE() << "RANK=x accepted";
+  } catch (const InvalidArgument& err) {
+    EXPECT_NE(std::string(err.what()).find("RANK"), std::string::npos);
+  }
+  for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+  ::setenv("SLURM_PROCID", "0", 1);
+  ::setenv("SLURM_NTASKS", "2", 1);
+  ::setenv("SLURM_LOCALID", "0", 1);
+  ::setenv("SLURM_JOB_ID", "4242", 1);
+  ::setenv("SLURM_JOB_NODELIST", "nodeA", 1);
+  e = DistributedEnv::from_environment();
+  EXPECT_EQ(e.source, "slurm");
+  EXPECT_EQ(e.world_size, 2);
+  EXPECT_EQ(e.master_addr, "nodeA");
+  EXPECT_EQ(e.master_port, 20000 + 4242);
+  for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_ID", "SLURM_JOB_NODELIST"}) {
+    ::unsetenv(v);
+  }
+  // A rank that fails makes the launcher fail (and stop the other).
+  auto r = run_command(continua_bin() + " run --nproc 2 --benchmark no-such-benchmark 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("no-such-benchmark"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace continua
