@@ -22,6 +22,9 @@ PACKAGES=(
   dataset-fashion-mnist
   # a single-node SLURM cluster on localhost for the preemption test (tests/slurm)
   slurmctld slurmd slurm-client munge
+  # headless Chromium renders the HTML report in its test; python3-torch checks the
+  # state_dict converter (tools/to_state_dict.py) against PyTorch
+  chromium python3-torch
 )
 
 missing=()

@@ -66,5 +66,7 @@ void add_run_options(CLI::App& app, RunOptions& o);
 int run(const RunOptions& o);
 int inspect(const std::string& path, bool json);
 int verify(const std::string& path);
+// `continua report DIR`: DIR/report.html from DIR/results.json and metrics.jsonl (report.cc).
+int report(const std::string& dir);
 
 }  // namespace continua::cli

@@ -32,16 +32,23 @@ int main(int argc, char** argv) {
   CLI::App* bench_cmd = app.add_subcommand("bench", "measure checkpoint speed against the machine's limits");
   continua::cli::add_bench_options(*bench_cmd, bench);
 
+  std::string report_dir;
+  CLI::App* report_cmd = app.add_subcommand("report", "write DIR/report.html with the plots of a run's --out DIR");
+  report_cmd->add_option("dir", report_dir, "the --out folder of a run")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help prints and exits 0; every usage error (including a bad --config
+    // file) exits 2, as documented, not with CLI11's own codes.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     if (*run_cmd) return continua::cli::run(run);
     if (*inspect_cmd) return continua::cli::inspect(inspect_file, inspect_json);
     if (*verify_cmd) return continua::cli::verify(verify_file);
     if (*bench_cmd) return continua::cli::bench(bench);
+    if (*report_cmd) return continua::cli::report(report_dir);
   } catch (const continua::Error& e) {
     std::cerr << "continua: error: " << e.what() << "\n";
     return 1;

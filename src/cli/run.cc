@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/config.h"
 #include "cli/signals.h"
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/checkpoint/manager.h"
@@ -80,6 +81,7 @@ void add_run_options(CLI::App& app, RunOptions& o) {
   app.add_option("--nproc", o.nproc,
                  "data-parallel: start N local ranks of this command (docs/distributed.md)")
       ->capture_default_str();
+  add_config_file_option(app, o.config);  // last: it checks its keys against the options above
 }
 
 namespace {
@@ -254,6 +256,13 @@ int run(const RunOptions& o) {
   }
   int64_t initial = 0;
   std::string resumed_from;
+  // A checkpoint of another shape (--hidden, --strategy, ...) fails here, naming the difference.
+  if (manager) {
+    const auto entries = manager->list();
+    if (!entries.empty()) check_resume_config(entries.back().path, config);
+  } else {
+    check_resume_config(o.checkpoint, config);
+  }
   if (manager) {
     initial = manager->maybe_load(strategy, {}, {bench}).second;
     resumed_from = manager->loaded_path();
