@@ -69,7 +69,10 @@ DistributedEnv DistributedEnv::from_environment() {
   // Explicit RANK and WORLD_SIZE win (torchrun or `continua run --nproc`
   // inside a SLURM allocation), then SLURM's task variables.
   const bool explicit_env = env_or_null("WORLD_SIZE") && env_or_null("RANK");
-  if (!explicit_env && env_or_null("SLURM_PROCID") && env_or_null("SLURM_NTASKS")) {
+  // SLURM's task variables only inside an `srun` step (SLURM_STEP_ID set):
+  // a batch script sees SLURM_NTASKS of the whole job but runs once.
+  const bool slurm_step = env_or_null("SLURM_STEP_ID") || env_or_null("SLURM_STEPID");
+  if (!explicit_env && slurm_step && env_or_null("SLURM_PROCID") && env_or_null("SLURM_NTASKS")) {
     e.source = "slurm";
     e.world_size = env_int("SLURM_NTASKS", 1, 1);
     e.rank = env_int("SLURM_PROCID", 0, 0);

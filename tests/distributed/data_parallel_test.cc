@@ -161,12 +161,16 @@ TEST(DataParallel, EnvironmentIsReadAndCheckedAndFailuresPropagate) {
   ::setenv("SLURM_LOCALID", "0", 1);
   ::setenv("SLURM_JOB_ID", "4242", 1);
   ::setenv("SLURM_JOB_NODELIST", "nodeA", 1);
+  // The batch script of a 2-task job is not a rank: no step.
+  EXPECT_EQ(DistributedEnv::from_environment().world_size, 1);
+  ::setenv("SLURM_STEP_ID", "0", 1);
   e = DistributedEnv::from_environment();
   EXPECT_EQ(e.source, "slurm");
   EXPECT_EQ(e.world_size, 2);
   EXPECT_EQ(e.master_addr, "nodeA");
   EXPECT_EQ(e.master_port, 20000 + 4242);
-  for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_ID", "SLURM_JOB_NODELIST"}) {
+  for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_ID", "SLURM_JOB_NODELIST",
+                        "SLURM_STEP_ID"}) {
     ::unsetenv(v);
   }
   // A rank that fails makes the launcher fail (and stop the other).

@@ -58,7 +58,8 @@ struct DistributedEnv {
 
   // RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (LOCAL_RANK,
   // LOCAL_WORLD_SIZE optional) when RANK and WORLD_SIZE are set, else
-  // SLURM when SLURM_PROCID and SLURM_NTASKS are set (master: MASTER_ADDR
+  // SLURM inside an srun step (SLURM_STEP_ID, SLURM_PROCID and SLURM_NTASKS
+  // set; a batch script runs once whatever --ntasks is) (master: MASTER_ADDR
   // if set, else the first host of SLURM_JOB_NODELIST; port: MASTER_PORT
   // if set, else 20000 + SLURM_JOB_ID % 20000), else a single process.
   static DistributedEnv from_environment();
