@@ -100,6 +100,31 @@ TEST(Idx, ImageAndLabelCountsMustAgree) {
   EXPECT_EQ(b.y[1].item<int64_t>(), 3);
 }
 
+TEST(Idx, PathsFromACheckpointAreBounded) {
+  // An IDX path named by a checkpoint must not read forever or allocate
+  // what the dims claim beyond the cap.
+  EXPECT_THROW(read_idx_file("/dev/zero"), IoError);
+  TempDir d;
+  write(d.file("huge"), idx_bytes({100000, 100000, 1000}, 16));
+  expect_corrupt(d.file("huge"), "dimensions claim more than");
+  EXPECT_THROW(read_idx_file(d.path()), IoError);
+}
+
+TEST(Idx, SyntheticArgumentsAreBounded) {
+  SyntheticOptions o;
+  o.samples_per_class = 1000000000;
+  EXPECT_THROW(SyntheticDataset{o}, InvalidArgument);
+  o.samples_per_class = 1 << 20;
+  o.classes = 1 << 10;
+  o.features = 1 << 10;  // the product overflows 32 bits, not 64
+  EXPECT_THROW(SyntheticDataset{o}, InvalidArgument);
+  ObjectPool pool;
+  EXPECT_THROW(pool.get("synthetic-dataset", {{"samples_per_class", int64_t(1) << 40},
+                                              {"classes", 10}, {"features", 32}, {"noise", 1.0},
+                                              {"seed", 0}}),
+               InvalidArgument);
+}
+
 TEST(Benchmark, SplitSyntheticClassesAreDisjointAndSeeded) {
   auto a = testing::synthetic_benchmark(3);
   auto b = testing::synthetic_benchmark(3);
