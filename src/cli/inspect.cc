@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/errors.h"
+#include "continua/format/checkpoint_metadata.h"
 #include "continua/format/safetensors.h"
 
 namespace continua::cli {
@@ -75,17 +76,9 @@ int verify(const std::string& path) {
   try {
     auto reader = format::SafetensorsReader::open_file(path);
     reader.verify_all();
-    auto kind = reader.metadata().find("continua.kind");
-    if (kind == reader.metadata().end()) {
-      throw CorruptionError("corrupt checkpoint '" + path + "': not a strategy checkpoint");
-    }
-    // Parses every metadata document too (without rebuilding datasets).
-    for (const char* key : {"continua.state", "continua.objects", "continua.devices", "continua.excluded"}) {
-      auto it = reader.metadata().find(key);
-      if (it == reader.metadata().end()) {
-        throw CorruptionError("corrupt checkpoint '" + path + "': metadata '" + key + "' is missing");
-      }
-    }
+    // Parses and checks every metadata document with the loader's own
+    // parser, without rebuilding datasets or touching LibTorch.
+    format::parse_checkpoint_metadata(reader.metadata(), reader.name());
     std::cout << "ok: " << path << " (" << reader.file_size() << " bytes, " << reader.tensors().size()
               << " tensors, every checksum verified)\n";
     return 0;
