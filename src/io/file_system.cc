@@ -6,7 +6,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 
 namespace continua::io {
 
@@ -46,7 +48,10 @@ namespace {
 // (small or unaligned pieces) takes the ordinary buffered descriptor. Both
 // write at explicit offsets, so the two never disagree about the position;
 // sync() still makes everything durable (O_DIRECT alone does not flush the
-// device's cache or the file's size).
+// device's cache or the file's size). pwrite may run on several threads at
+// once (disjoint ranges): the direct descriptor is opened once under a lock
+// and, if the file system refuses O_DIRECT, only marked unusable; it is
+// closed with the file, never while another thread may be writing through it.
 class PosixWritableFile final : public WritableFile {
  public:
   static constexpr size_t kDirectAlignment = 4096;
@@ -57,6 +62,8 @@ class PosixWritableFile final : public WritableFile {
     if (fd_ >= 0) ::close(fd_);
     if (direct_fd_ >= 0) ::close(direct_fd_);
   }
+  PosixWritableFile(const PosixWritableFile&) = delete;
+  PosixWritableFile& operator=(const PosixWritableFile&) = delete;
 
   void append(const void* data, size_t n) override {
     write_at(pos_, data, n);
@@ -78,6 +85,7 @@ class PosixWritableFile final : public WritableFile {
   void close() override {
     const int fd = fd_;
     fd_ = -1;
+    direct_usable_.store(false);
     if (direct_fd_ >= 0) {
       ::close(direct_fd_);
       direct_fd_ = -1;
@@ -111,8 +119,7 @@ class PosixWritableFile final : public WritableFile {
       if (w < 0) {
         if (errno == EINTR) continue;
         if (direct && errno == EINVAL) {
-          ::close(direct_fd_);
-          direct_fd_ = -2;
+          direct_usable_.store(false);
           // Whatever went through before the refusal stays written; the
           // buffered descriptor rewrites the range from its start.
           return false;
@@ -135,19 +142,23 @@ class PosixWritableFile final : public WritableFile {
     return true;
   }
 
-  // Opened on first use; -2 once O_DIRECT has proved unavailable.
+  // Opened on first use; -1 once O_DIRECT has proved unavailable.
   int direct_fd() {
-    if (direct_fd_ == -1) {
+    std::call_once(direct_once_, [this] {
+      int fd;
       do {
-        direct_fd_ = ::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
-      } while (direct_fd_ < 0 && errno == EINTR);
-      if (direct_fd_ < 0) direct_fd_ = -2;
-    }
-    return direct_fd_ >= 0 ? direct_fd_ : -1;
+        fd = ::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+      } while (fd < 0 && errno == EINTR);
+      direct_fd_ = fd;
+      direct_usable_.store(fd >= 0);
+    });
+    return direct_usable_.load() ? direct_fd_ : -1;
   }
 
   int fd_;
   int direct_fd_ = -1;
+  std::once_flag direct_once_;
+  std::atomic<bool> direct_usable_{false};
   uint64_t pos_ = 0;
   std::string path_;
 };

@@ -35,14 +35,15 @@ struct Big {
   }
 };
 
-// About 21 MiB: crosses two 8 MiB staging blocks, with odd sizes so that
-// tensors start and end anywhere within a block and the file's length is not
-// a multiple of a page.
+// About 69 MiB: more than the writer's four 16 MiB staging blocks, so the
+// ring of blocks in flight wraps around; odd sizes so that tensors start and
+// end anywhere within a block and the file's length is not a multiple of a
+// page.
 Big big_state() {
   Big b;
   b.storage.reserve(8);
-  b.add("w1", DType::F32, {1031, 2053}, 1);   // 8.07 MiB: spans the first block boundary
-  b.add("m1", DType::F32, {1031, 2053}, 2);
+  b.add("w1", DType::F32, {2053, 4099}, 1);  // 32.1 MiB: spans block boundaries
+  b.add("m1", DType::F32, {2053, 4099}, 2);
   b.add("small", DType::F64, {3}, 3);
   b.add("w2", DType::F16, {777, 3001}, 4);
   b.add("u8", DType::U8, {12345}, 5);

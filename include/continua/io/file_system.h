@@ -37,6 +37,9 @@ class WritableFile {
   // Appends all n bytes at the end of what was written (retries short writes).
   virtual void append(const void* data, size_t n) = 0;
   // Writes all n bytes at `offset`; does not move the append position.
+  // Several threads may call pwrite at once on disjoint ranges (the
+  // checkpoint writer keeps several blocks in flight); nothing else may
+  // run concurrently with it.
   virtual void pwrite(uint64_t offset, const void* data, size_t n) = 0;
   // Makes the written bytes durable.
   virtual void sync() = 0;
