@@ -22,6 +22,7 @@
 #include "continua/data/benchmark.h"
 #include "continua/distributed/distributed.h"
 #include "continua/errors.h"
+#include "continua/format/safetensors.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
 #include "continua/training/plugins.h"
@@ -151,6 +152,20 @@ bool requeue_slurm_job(const std::string& job) {
     return false;
   }
   return true;
+}
+
+// The number of ranks that wrote a checkpoint ("world_size" in its
+// metadata; 1 for files written before that key existed, or by the library
+// API, which writes one state whatever the ranks).
+int checkpoint_world_size(const std::string& path) {
+  const auto reader = format::SafetensorsReader::open_file(path);
+  const auto it = reader.metadata().find("world_size");
+  if (it == reader.metadata().end()) return 1;
+  try {
+    return std::stoi(it->second);
+  } catch (const std::exception&) {
+    throw CorruptionError("checkpoint '" + path + "': world_size '" + it->second + "' is not a number");
+  }
 }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {
@@ -289,12 +304,22 @@ int run(const RunOptions& o) {
     }
     broadcast_parameters(*dist, strategy.model());
   }
+  const int world_size = dist ? dist->world_size() : 1;
   if (!resumed_from.empty() && rank0) {
     std::cerr << "continua: resumed from '" << resumed_from << "' at experience " << initial
               << ", iteration " << strategy.clock().train_iterations << "\n";
+    const int saved_world = checkpoint_world_size(resumed_from);
+    if (saved_world != world_size) {
+      std::cerr << "continua: the checkpoint was written by " << saved_world << " rank(s), this run has "
+                << world_size << ": the replicated state (model, optimizer, plugins, generators, position "
+                << "in the stream) is loaded as saved; each rank's share of a mini-batch and its random "
+                << "stream are re-derived for " << world_size << " rank(s), so from here the run follows a "
+                << world_size << "-rank run (equal up to the order of floating-point sums), not the "
+                << saved_world << "-rank run bit for bit\n";
+    }
   }
   SaveOptions save_options;
-  save_options.metadata({{"config", config.dump()}});
+  save_options.metadata({{"config", config.dump()}, {"world_size", std::to_string(world_size)}});
 
   using SteadyClock = std::chrono::steady_clock;
   const bool checkpointing = !o.checkpoint_dir.empty() || !o.checkpoint.empty();

@@ -3,6 +3,7 @@
 #include "continua/distributed/distributed.h"
 
 #include <torch/torch.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -12,6 +13,7 @@
 #include <cstring>
 
 #include "continua/errors.h"
+#include "continua/io/crc32c.h"
 
 namespace continua {
 
@@ -240,8 +242,48 @@ DataParallelPlugin::DataParallelPlugin(std::shared_ptr<DistributedContext> conte
   if (!ctx_) throw InvalidArgument("DataParallelPlugin: no DistributedContext");
 }
 
+namespace {
+
+// splitmix64's finalizer: unrelated seeds for neighbouring inputs.
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+// torch's default CPU generator is part of the replicated state, but what a
+// rank draws from it during an iteration (dropout on its own chunk) is
+// per-rank. So the replicated generator's state is set aside for the
+// iteration, which runs on a per-rank stream seeded from a checksum of that
+// state, the iteration number and the rank; afterwards the replicated state
+// is put back exactly as it was. The ranks' generators never drift apart,
+// a run without dropout draws what a single process draws (the same head
+// initialisations, for one), and every rank's stream is a function of the
+// replicated state, the iteration and the rank: a checkpoint at an
+// iteration boundary holds all of it, and a resume with another number of
+// ranks derives the new ranks' streams the same way.
+void DataParallelPlugin::enter_rank_stream(int64_t iteration) {
+  at::Generator g = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(g.mutex());
+  replicated_generator_ = g.get_state();
+  const uint64_t state_sum = io::crc32c(replicated_generator_.data_ptr(), size_t(replicated_generator_.nbytes()));
+  g.set_current_seed(mix64(state_sum ^ mix64(uint64_t(iteration) ^ mix64(uint64_t(ctx_->rank()) + 1))));
+}
+
+void DataParallelPlugin::leave_rank_stream() {
+  if (!replicated_generator_.defined()) return;
+  at::Generator g = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(replicated_generator_);
+  replicated_generator_ = at::Tensor();
+}
+
 void DataParallelPlugin::before_training_iteration(Strategy& s) {
   iteration_start_ = now_seconds();
+  enter_rank_stream(s.clock().train_iterations);
   const int64_t b = s.mb_x.size(0);
   const int64_t w = ctx_->world_size(), r = ctx_->rank();
   const int64_t begin = b * r / w, end = b * (r + 1) / w;
@@ -298,6 +340,7 @@ bool DataParallelPlugin::agree_stop(bool local) {
 }
 
 void DataParallelPlugin::after_training_iteration(Strategy& s) {
+  leave_rank_stream();
   const bool local = s.stop_requested() || (stop_source_ && stop_source_());
   if (agree_stop(local)) s.request_stop();
   iteration_seconds_ += now_seconds() - iteration_start_;

@@ -283,6 +283,7 @@ void Strategy::save_state(StateWriter& writer) const {
   evaluator_->save_state(ew);
   nlohmann::json names = nlohmann::json::array();
   for (const auto& p : plugins_) {
+    if (!p->part_of_state()) continue;
     names.push_back(p->name());
     StateWriter pw = writer.child("plugins").child(p->name());
     p->save_state(pw);
@@ -294,7 +295,8 @@ void Strategy::load_state(const StateReader& reader) {
   // Check the plugin set first: a checkpoint of another strategy must not
   // half-load.
   nlohmann::json names = nlohmann::json::array();
-  for (const auto& p : plugins_) names.push_back(p->name());
+  for (const auto& p : plugins_)
+    if (p->part_of_state()) names.push_back(p->name());
   if (reader.json("plugin_names") != names) {
     reader.fail("plugin_names", "the checkpoint's plugins " + reader.json("plugin_names").dump() +
                                     " differ from this strategy's " + names.dump());
@@ -330,7 +332,8 @@ void Strategy::load_state(const StateReader& reader) {
   optimizer_.load_state(reader.child("optimizer"));
   scheduler_.load_state(reader.child("scheduler"));
   evaluator_->load_state(reader.child("evaluator"));
-  for (auto& p : plugins_) p->load_state(reader.child("plugins").child(p->name()));
+  for (auto& p : plugins_)
+    if (p->part_of_state()) p->load_state(reader.child("plugins").child(p->name()));
   try {
     data_generator_.set_state(data_rng.to(at::kCPU));
     at::Generator global = at::detail::getDefaultCPUGenerator();

@@ -15,7 +15,10 @@
 // as the gradient of the global mean loss (sum over ranks of n_r/B times the
 // rank's gradient), the batch's loss and accuracy are summed over ranks, and
 // a stop flag is max-reduced after every iteration so that all ranks stop at
-// the same one. Every rank evaluates the whole test stream itself.
+// the same one. Every rank evaluates the whole test stream itself. During
+// an iteration each rank draws from its own random stream (dropout),
+// derived from the replicated generator and the rank; the replicated
+// generator itself stays identical on every rank.
 //
 //   auto env = continua::DistributedEnv::from_environment();
 //   if (env.world_size > 1) {
@@ -128,6 +131,9 @@ class DataParallelPlugin : public Plugin {
  public:
   explicit DataParallelPlugin(std::shared_ptr<DistributedContext> context);
   std::string name() const override { return "data_parallel"; }
+  // Not part of the state: a checkpoint of W ranks loads with W' ranks or in
+  // a single process (docs/distributed.md says what is re-derived).
+  bool part_of_state() const override { return false; }
 
   // Polled after every iteration; a true value on any rank stops all ranks
   // (Strategy::request_stop) before the next iteration. Typically a signal
@@ -159,6 +165,9 @@ class DataParallelPlugin : public Plugin {
   double gradient_seconds_ = 0, iteration_seconds_ = 0;
   int64_t iterations_ = 0;
   double iteration_start_ = 0;
+  at::Tensor replicated_generator_;  // torch's CPU generator, set aside during an iteration
+  void enter_rank_stream(int64_t iteration);
+  void leave_rank_stream();
 };
 
 }  // namespace continua

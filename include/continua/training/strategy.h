@@ -69,6 +69,11 @@ class Plugin : public Stateful {
  public:
   // The key of the plugin's state: strategy.plugins.<name>.
   virtual std::string name() const = 0;
+  // False for a plugin that changes how training runs but not what it
+  // computes into the state (DataParallelPlugin): it is left out of the
+  // state and of plugin_names, so a checkpoint taken with it loads without
+  // it and the other way round.
+  virtual bool part_of_state() const { return true; }
 
   virtual void before_training_exp(Strategy&) {}
   // Add samples to the training set. Must depend only on the plugin's
