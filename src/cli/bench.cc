@@ -172,12 +172,40 @@ struct Row {
   std::string what;
   double seconds;
   uint64_t bytes;
+  int64_t peak_extra = -1;  // bytes of resident memory above the start, -1: not measured
 };
+
+// Resets the process's peak resident set size (VmHWM) to the current one
+// (Linux: "5" into /proc/self/clear_refs). False when that is not allowed.
+bool reset_peak_rss() {
+  const int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, "5", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+// A "VmRSS"/"VmHWM" line of /proc/self/status, in bytes (-1 if absent).
+int64_t status_bytes(const char* key) {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t v = -1;
+  const size_t n = std::strlen(key);
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, key, n) == 0 && line[n] == ':') {
+      v = std::strtoll(line + n + 1, nullptr, 10) * 1024;
+      break;
+    }
+  }
+  std::fclose(f);
+  return v;
+}
 
 }  // namespace
 
 void add_bench_options(CLI::App& app, BenchOptions& o) {
-  app.add_option("--bytes", o.bytes, "size of the state (model + optimizer tensors), e.g. 64M, 1G")
+  app.add_option("--bytes", o.bytes, "size of the state (model + optimizer tensors), e.g. 64M, 1G; a list (64M,256M,1G) measures each and how times scale")
       ->capture_default_str();
   app.add_flag("--json", o.json, "print a JSON object instead of a table");
   app.add_option("--repeat", o.repeat, "repetitions of each measurement (medians are reported)")
@@ -187,9 +215,10 @@ void add_bench_options(CLI::App& app, BenchOptions& o) {
                  "the working directory)");
 }
 
-int bench(const BenchOptions& o) {
-  const uint64_t target = parse_bytes(o.bytes);
-  if (o.repeat < 1 || o.repeat > 100) throw InvalidArgument("--repeat must be between 1 and 100");
+namespace {
+
+// One size: measures, prints its table (unless --json) and returns its JSON.
+nlohmann::json bench_one(const BenchOptions& o, uint64_t target) {
   const int repeat = static_cast<int>(o.repeat);
   torch::set_num_threads(1);  // the copies and I/O below are single-threaded; make torch match
 
@@ -253,13 +282,18 @@ int bench(const BenchOptions& o) {
   auto measure = [&](const std::string& key, const std::string& what, uint64_t bytes,
                      const std::function<void()>& before, const std::function<void()>& body) {
     std::vector<double> t;
+    int64_t peak = -1;
     for (int i = 0; i < repeat; ++i) {
       if (before) before();
+      const bool peak_ok = reset_peak_rss();
+      const int64_t rss0 = status_bytes("VmRSS");
       const auto t0 = Clock::now();
       body();
       t.push_back(seconds_since(t0));
+      const int64_t hwm = status_bytes("VmHWM");
+      if (peak_ok && rss0 >= 0 && hwm >= 0) peak = std::max(peak, std::max<int64_t>(0, hwm - rss0));
     }
-    rows.push_back({key, what, median(t), bytes});
+    rows.push_back({key, what, median(t), bytes, peak});
     if (!o.json) std::cerr << "  measured " << key << "\n";
     return rows.back().seconds;
   };
@@ -391,31 +425,91 @@ int bench(const BenchOptions& o) {
                       {"bytes", r.bytes},
                       {"gb_per_s", r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0.0},
                       {"what", r.what}};
+    if (r.peak_extra >= 0) figures[r.key]["peak_extra_bytes"] = r.peak_extra;
   }
   j["figures"] = figures;
   (void)t_load_warm;
   if (sink == 42) std::cerr << "";  // keep the reads
 
-  if (o.json) {
-    std::cout << j.dump(2) << std::endl;
-    return 0;
-  }
+  if (o.json) return j;
   std::printf("continua bench: state %.1f MiB (SimpleMLP hidden %lld + SGD momentum), file %.1f MiB, "
               "median of %d, scratch dir %s\n",
               state_bytes / 1048576.0, static_cast<long long>(hidden), file_bytes / 1048576.0,
               repeat, dir.c_str());
   if (!cold) std::printf("note: cold reads are NOT cold: %s\n", drop_error.c_str());
-  std::printf("%-34s %10s %10s  %s\n", "measurement", "seconds", "GB/s", "what");
+  std::printf("%-34s %10s %10s %10s  %s\n", "measurement", "seconds", "GB/s", "peak+MiB", "what");
   for (const Row& r : rows) {
-    std::printf("%-34s %10.4f %10.3f  %s\n", r.key.c_str(), r.seconds,
-                r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0.0, r.what.c_str());
+    char peak[32] = "-";
+    if (r.peak_extra >= 0) std::snprintf(peak, sizeof peak, "%.0f", r.peak_extra / 1048576.0);
+    std::printf("%-34s %10.4f %10.3f %10s  %s\n", r.key.c_str(), r.seconds,
+                r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0.0, peak, r.what.c_str());
   }
+  std::printf("(peak+MiB: the largest rise of the resident set over its size before the step, file\n"
+              " pages mapped by a load included; a save that needs no buffer of the state's size\n"
+              " stays near the writer's 64 MiB of staging blocks)\n");
   std::printf("\nratios (throughput, higher is better; raw = the faster raw method):\n");
   for (const char* k : {"save_vs_raw_write", "load_vs_raw_read", "save_vs_torch_save", "load_vs_torch_load"}) {
     std::printf("  %-24s %.2f\n", k, j[k].get<double>());
   }
   std::printf("  %-24s %.2f  (stall time / memcpy time, lower is better)\n", "async_stall_vs_memcpy",
               j["async_stall_vs_memcpy"].get<double>());
+  std::fflush(stdout);
+  return j;
+}
+
+}  // namespace
+
+int bench(const BenchOptions& o) {
+  // --bytes 64M,256M,1G: one full measurement per size, then how the times scale.
+  std::vector<uint64_t> sizes;
+  for (size_t start = 0;;) {
+    const size_t comma = o.bytes.find(',', start);
+    sizes.push_back(parse_bytes(o.bytes.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (o.repeat < 1 || o.repeat > 100) throw InvalidArgument("--repeat must be between 1 and 100");
+  std::vector<nlohmann::json> results;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (i > 0 && !o.json) std::printf("\n");
+    results.push_back(bench_one(o, sizes[i]));
+  }
+  if (sizes.size() == 1) {
+    if (o.json) std::cout << results[0].dump(2) << std::endl;
+    return 0;
+  }
+  // Scaling: seconds per GiB of state for each step; flat rows mean linear growth.
+  const char* keys[] = {"continua_save", "continua_load_cold", "continua_load_into_strategy_cold",
+                        "torch_save_fsync", "torch_load_cold", "raw_write_direct_fsync", "raw_read_cold"};
+  nlohmann::json scaling = nlohmann::json::object();
+  for (const char* k : keys) {
+    nlohmann::json per = nlohmann::json::array();
+    for (const auto& r : results) {
+      const auto& f = r["figures"][k];
+      const double gib = f["bytes"].get<double>() / double(uint64_t{1} << 30);
+      per.push_back({{"state_bytes", r["state_bytes"]},
+                     {"seconds", f["seconds"]},
+                     {"seconds_per_gib", f["seconds"].get<double>() / gib},
+                     {"peak_extra_bytes", f.value("peak_extra_bytes", int64_t{-1})}});
+    }
+    scaling[k] = per;
+  }
+  if (o.json) {
+    nlohmann::json all;
+    all["sizes"] = results;
+    all["scaling"] = scaling;
+    std::cout << all.dump(2) << std::endl;
+    return 0;
+  }
+  std::printf("\nscaling: seconds per GiB of state (flat across a row = time linear in size)\n");
+  std::printf("%-34s", "measurement");
+  for (const auto& r : results) std::printf(" %9.0fM", r["state_bytes"].get<double>() / 1048576.0);
+  std::printf("\n");
+  for (const char* k : keys) {
+    std::printf("%-34s", k);
+    for (const auto& e : scaling[k]) std::printf(" %10.3f", e["seconds_per_gib"].get<double>());
+    std::printf("\n");
+  }
   return 0;
 }
 

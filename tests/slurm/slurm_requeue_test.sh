@@ -2,7 +2,9 @@
 # Real SLURM: a preemptible `continua run --requeue` batch job survives
 # `scontrol requeue` and preemption by a job in a higher-priority partition,
 # completes with the state_digest of an uninterrupted run, and its restart
-# count rises.
+# count rises. Then a 2-task job (`srun`, data-parallel over Gloo, ranks from
+# SLURM_PROCID/SLURM_NTASKS) is requeued while it trains and completes with
+# the state_digest of an uninterrupted 2-rank run on both ranks.
 #
 # Brings up a single-node cluster on localhost (scripts/slurm-local.sh) and
 # tears down everything it started, by PID. Exit status: 0 passed, 1 failed,
@@ -104,4 +106,40 @@ echo "--- job output"; cat "$work/job.out"
 echo "restarts: $(restarts); starts: $(grep -c '^start' "$work/job.out")"
 [[ "$got" == "$ref" ]] || fail "state_digest $got differs from the uninterrupted run's $ref"
 cmp -s "$work/ref/metrics.jsonl" "$work/out/metrics.jsonl" || fail "metrics.jsonl differs from the uninterrupted run's"
-echo "PASSED: job $job completed after $(restarts) restarts with the uninterrupted state_digest"
+echo "job $job completed after $(restarts) restarts with the uninterrupted state_digest"
+
+# --- A 2-task job: `srun` starts both ranks; scontrol requeue stops them
+# (SIGTERM to every task: the ranks agree on an iteration, rank 0 saves) and
+# the restarted job resumes both ranks from rank 0's checkpoint.
+echo "reference 2-rank run..."
+"$bin" "${args[@]}" --nproc 2 --out "$work/ref2" >/dev/null || fail "reference 2-rank run"
+ref2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["state_digest"])' "$work/ref2/results.json")
+[[ $(cat "$work/ref2/rank-1.digest") == "$ref2" ]] || fail "the reference ranks disagree"
+cat > "$work/job2.sh" <<EOF
+#!/bin/bash
+echo "start restart=\${SLURM_RESTART_COUNT:-0} job=\$SLURM_JOB_ID tasks=\$SLURM_NTASKS \$(date +%T)"
+srun --kill-on-bad-exit=1 "$bin" ${args[*]} --out "$work/out2" --checkpoint-dir "$work/ck2" --checkpoint-every 40
+echo "srun status \$?"
+EOF
+chmod +x "$work/job2.sh"
+: > "$work/job.out"
+job=$(sbatch --parsable --requeue --open-mode=append -o "$work/job.out" -n 2 -c 1 -p low "$work/job2.sh") ||
+  fail "sbatch 2 tasks"
+echo "submitted 2-task job $job"
+newest2() { ls "$work/ck2" 2>/dev/null | grep '^ckpt-.*\.safetensors$' | sort | tail -n 1; }
+wait_until 90 bash -c "ls '$work/ck2' 2>/dev/null | grep -q '^ckpt-.*safetensors$'" ||
+  fail "2-task job did not start and checkpoint"
+before=$(newest2)
+echo "requeue the 2-task job after $before"
+scontrol requeue "$job" || fail "scontrol requeue (2 tasks)"
+wait_until 240 bash -c "[[ \$(scontrol show job $job | grep -o 'JobState=[A-Z_]*') == JobState=COMPLETED ]]" ||
+  fail "2-task job did not complete (state $(state))"
+echo "--- 2-task job output"; cat "$work/job.out"
+[[ $(restarts) -ge 1 ]] || fail "the 2-task job was not restarted"
+grep -q "resumed from" "$work/job.out" || fail "the 2-task job did not resume from a checkpoint"
+got2=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["state_digest"] if r["complete"] else "incomplete")' "$work/out2/results.json")
+[[ "$got2" == "$ref2" ]] || fail "2-task state_digest $got2 differs from the uninterrupted 2-rank run's $ref2"
+for r in 0 1; do
+  [[ $(cat "$work/out2/rank-$r.digest") == "$ref2" ]] || fail "rank $r's digest differs from the uninterrupted run's"
+done
+echo "PASSED: the 1-task job and the 2-task job $job (requeued after $before) completed with the uninterrupted state_digest"
