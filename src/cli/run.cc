@@ -168,6 +168,27 @@ int checkpoint_world_size(const std::string& path) {
   }
 }
 
+// Times training iterations the way DataParallelPlugin does (from before
+// the first plugin's before_training_iteration to after the step), so
+// `--verbosity verbose` reports comparable ms/iteration for one process.
+class IterationTimer final : public Plugin {
+ public:
+  std::string name() const override { return "iteration_timer"; }
+  bool part_of_state() const override { return false; }
+  void before_training_iteration(Strategy&) override { start_ = std::chrono::steady_clock::now(); }
+  void after_training_iteration(Strategy&) override {
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    ++iterations_;
+  }
+  double seconds() const { return seconds_; }
+  int64_t iterations() const { return iterations_; }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  double seconds_ = 0;
+  int64_t iterations_ = 0;
+};
+
 void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream f(path);
   f << text;
@@ -253,6 +274,11 @@ int run(const RunOptions& o) {
     data_parallel = std::make_shared<DataParallelPlugin>(dist);
     data_parallel->set_stop_source([&signals] { return signals.received() != 0; });
     strategy.add_plugin(data_parallel);
+  }
+  std::shared_ptr<IterationTimer> timer;
+  if (!dist && o.verbosity == "verbose") {
+    timer = std::make_shared<IterationTimer>();
+    strategy.add_plugin(timer);
   }
   for (auto& p : make_strategy_plugins(o.strategy, po)) strategy.add_plugin(p);
 
@@ -417,6 +443,10 @@ int run(const RunOptions& o) {
                 << dist->collective_calls() << " calls; " << train_seconds << " s in the loop\n";
     }
     dist->barrier();  // rank 0's files are written when any rank returns
+  } else if (timer) {
+    const double it = double(std::max<int64_t>(1, timer->iterations()));
+    std::cerr << "continua: 1 process: " << timer->iterations() << " iterations, "
+              << 1000 * timer->seconds() / it << " ms/iteration; " << train_seconds << " s in the loop\n";
   }
   if (!o.out.empty() && rank0) {
     const Evaluator& ev = strategy.evaluator();

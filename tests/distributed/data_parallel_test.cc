@@ -203,6 +203,34 @@ TEST(DataParallel, ResumesWithAnotherNumberOfRanks) {
   }
 }
 
+// `--verbosity verbose` reports the time per iteration for one process as
+// for each rank, so the two can be compared (docs/distributed.md).
+TEST(DataParallel, VerboseReportsTimePerIterationForOneProcessAndForRanks) {
+  TempDir d;
+  const std::string run = continua_bin() + " run --strategy naive --benchmark split-synthetic --experiences 1"
+                          " --hidden 32 --threads 1 --train-mb-size 32 --verbosity verbose";
+  auto one = run_command(run + " --out " + d.file("one") + " 2>&1");
+  ASSERT_EQ(one.status, 0) << one.output;
+  auto iterations = [](const std::string& out, const std::string& prefix) {
+    const size_t at = out.find(prefix);
+    if (at == std::string::npos) return int64_t{-1};
+    return int64_t(std::stoll(out.substr(at + prefix.size())));
+  };
+  const int64_t n = iterations(one.output, "continua: 1 process: ");
+  EXPECT_GT(n, 0) << one.output;
+  EXPECT_NE(one.output.find(" ms/iteration"), std::string::npos) << one.output;
+  auto two = run_command(run + " --nproc 2 --out " + d.file("two") + " 2>&1");
+  ASSERT_EQ(two.status, 0) << two.output;
+  // The same global mini-batches: as many iterations on each rank.
+  EXPECT_EQ(iterations(two.output, "rank 1 of 2: "), n) << two.output;
+  EXPECT_NE(two.output.find("gradient all-reduce"), std::string::npos) << two.output;
+  // The timer is not part of the state: the digest is that of a quiet run.
+  auto quiet = run_command(continua_bin() + " run --strategy naive --benchmark split-synthetic --experiences 1"
+                           " --hidden 32 --threads 1 --train-mb-size 32 --verbosity quiet --out " + d.file("q"));
+  ASSERT_EQ(quiet.status, 0) << quiet.output;
+  EXPECT_EQ(results(d.file("q")).at("state_digest"), results(d.file("one")).at("state_digest"));
+}
+
 TEST(DataParallel, EnvironmentIsReadAndCheckedAndFailuresPropagate) {
   ::setenv("RANK", "1", 1);
   ::setenv("WORLD_SIZE", "2", 1);
