@@ -116,12 +116,17 @@ for what in "parameter digest" "state digest"; do
   same_digest "two_process by hand: $what of rank 0 vs --nproc 2" "$(value_after "$TMP/tp-env0.txt" "rank 0/2: $what")" "$d0"
   same_digest "two_process by hand: $what of rank 1 vs --nproc 2" "$(value_after "$TMP/tp-env1.txt" "rank 1/2: $what")" "$d0"
 done
-# Each rank trained on its own share of every mini-batch.
+# Each rank trained on its own share of every mini-batch: together, on the
+# samples one process alone trains on.
+"$TP" "$TMP/tp-single.safetensors" | tee "$TMP/tp-single.txt"
 n0=$(grep "rank 0/2: trained on" "$TMP/tp.txt" | awk '{print $5}')
 n1=$(grep "rank 1/2: trained on" "$TMP/tp.txt" | awk '{print $5}')
 nall=$(grep "rank 0/2: trained on" "$TMP/tp.txt" | awk '{print $NF}')
-if [ -z "$n0" ] || [ -z "$n1" ] || [ "$n0" -le 0 ] || [ "$n1" -le 0 ] || [ $((n0 + n1)) != "$nall" ]; then
-  echo "FAIL: two_process: the ranks did not split the batches ($n0 + $n1 samples, $nall in all)"; exit 1
+nsingle=$(grep "rank 0/1: trained on" "$TMP/tp-single.txt" | awk '{print $5}')
+if [ -z "$n0" ] || [ -z "$n1" ] || [ "$n0" -le 0 ] || [ "$n1" -le 0 ] || [ $((n0 + n1)) != "$nall" ] ||
+   [ "$nall" != "$nsingle" ]; then
+  echo "FAIL: two_process: the ranks did not split the batches ($n0 + $n1 samples, $nall in all, $nsingle in one process)"
+  exit 1
 fi
 [ "$(grep -c "loaded at experience 5: same state" "$TMP/tp.txt")" = 2 ] || {
   echo "FAIL: two_process: not every rank loaded the checkpoint with its state"; exit 1; }
