@@ -142,6 +142,10 @@ int main(int argc, char** argv) {
     load_with("the cuda:0 checkpoint with a map: {\"cuda:0\": \"cpu\"}", cuda,
               std::map<std::string, std::string>{{"cuda:0", "cpu"}}, want);
     load_with("the cuda:0 checkpoint with \"cpu\"", cuda, "cpu", want);
+    load_with("the cuda:0 checkpoint with a callable that keeps tensors on the CPU", cuda,
+              continua::MapLocation::Function(
+                  [](const at::Tensor& t, const std::string&) { return t.to(c10::Device(c10::kCPU)); }),
+              want);
   } catch (const std::exception& e) {
     std::cerr << "map_location: " << e.what() << "\n";
     return 1;

@@ -143,12 +143,27 @@ LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map
   // Tensors: views of the file's bytes (the consumers copy what they keep),
   // moved where map_location says.
   auto owner = r.keep_alive();
+  std::string function_model_device;  // a callable map_location: where it put the model
   for (const format::TensorInfo& info : r.tensors()) {
     check_key(info.name);
     std::string saved_device = "cpu";
     if (auto d = meta.devices.find(info.name); d != meta.devices.end()) saved_device = d->second;
     at::Tensor t = at::from_blob(const_cast<uint8_t*>(r.data(info)), info.shape,
                                  [owner](void*) {}, at::TensorOptions().dtype(to_scalar_type(info.dtype)));
+    if (map_location.is_function()) {
+      // The function places the tensor itself; a failure names the tensor.
+      try {
+        at::Tensor placed = map_location.apply(t, saved_device);
+        if (function_model_device.empty() && info.name.rfind(std::string(kRoot) + ".model.", 0) == 0) {
+          function_model_device = placed.device().str();
+        }
+        out.tree.set(info.name, std::move(placed));
+      } catch (const c10::Error& e) {
+        throw InvalidArgument("checkpoint '" + name + "': tensor '" + info.name + "' (saved on " + saved_device +
+                              "): map_location function failed: " + e.what_without_backtrace());
+      }
+      continue;
+    }
     std::string target = map_location.map_device(saved_device);
     c10::Device target_device(c10::kCPU);
     try {
@@ -168,7 +183,9 @@ LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map
     check_key(it.key());
     nlohmann::json v = it.value();
     if (it.key() == std::string(kRoot) + ".device" && v.is_string()) {
-      v = map_location.map_device(v.get<std::string>());
+      v = map_location.is_function() && !function_model_device.empty()
+              ? function_model_device
+              : map_location.map_device(v.get<std::string>());
     }
     out.tree.set(it.key(), std::move(v));
   }
@@ -207,7 +224,7 @@ MapLocation::MapLocation(Function function) : kind_(Kind::kFunction), function_(
 std::string MapLocation::map_device(const std::string& saved) const {
   switch (kind_) {
     case Kind::kNone:
-    case Kind::kFunction:
+    case Kind::kFunction:  // the loader uses where the function put the model's tensors
       return saved;
     case Kind::kDevice:
       return device_;

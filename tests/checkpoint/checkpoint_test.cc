@@ -228,12 +228,20 @@ TEST(Checkpoint, CudaCheckpointWithoutMapLocationFailsClearly) {
   }
   EXPECT_EQ(fresh->state_digest(), before);
   // With a mapping it loads, and the strategy's device is mapped too.
-  for (MapLocation m : {MapLocation("cpu"), MapLocation(std::map<std::string, std::string>{{"cuda:0", "cpu"}})}) {
+  // A callable that keeps every tensor where the loader put it (the CPU)
+  // decides for the recorded cuda:0 too.
+  std::set<std::string> seen;
+  const MapLocation keep(MapLocation::Function([&](const at::Tensor& t, const std::string& dev) {
+    seen.insert(dev);
+    return t;
+  }));
+  for (MapLocation m : {MapLocation("cpu"), MapLocation(std::map<std::string, std::string>{{"cuda:0", "cpu"}}), keep}) {
     auto f2 = make_test_strategy("naive", *b);
     maybe_load_checkpoint(*f2, d.file("cuda.st"), m);
     EXPECT_EQ(f2->options().device_, "cpu");
     EXPECT_EQ(f2->state_digest(), s->state_digest());
   }
+  EXPECT_EQ(seen, (std::set<std::string>{"cpu", "cuda:0"}));  // the function saw both
 }
 
 TEST(Checkpoint, UniqueObjectsAreReusedNotRebuilt) {

@@ -57,7 +57,10 @@ class Strategy;
 // Where the tensors of a checkpoint go on load: no remapping (default); a
 // device; a device string ("cpu", "cuda:1"); a map from saved device strings
 // to target device strings; or a callable (tensor, saved device) -> tensor.
-// It applies to every tensor and to the strategy's own device.
+// It applies to every tensor and to the strategy's own device. The callable
+// receives each tensor on the CPU with the device it was saved on, and
+// decides where it goes: a checkpoint saved on cuda:0 loads on a CPU-only
+// machine through `[](const at::Tensor& t, const std::string&) { return t; }`.
 class MapLocation {
  public:
   using Function = std::function<at::Tensor(const at::Tensor&, const std::string& saved_device)>;
@@ -68,11 +71,13 @@ class MapLocation {
   MapLocation(std::map<std::string, std::string> devices);
   MapLocation(Function function);
 
-  // The device a tensor saved on `saved` goes to (the callable form maps a
-  // device by calling the function on an empty tensor of it: not used).
+  // The device a tensor saved on `saved` goes to (the callable form returns
+  // `saved`: the loader sets the strategy's device to where the function put
+  // the model's tensors).
   std::string map_device(const std::string& saved) const;
   at::Tensor apply(const at::Tensor& loaded_on_cpu, const std::string& saved) const;
   bool empty() const { return kind_ == Kind::kNone; }
+  bool is_function() const { return kind_ == Kind::kFunction; }
 
  private:
   enum class Kind { kNone, kDevice, kMap, kFunction } kind_ = Kind::kNone;
