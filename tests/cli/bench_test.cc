@@ -28,8 +28,28 @@ TEST(BenchCommand, SmallRunPrintsTheRatiosAsJson) {
                         "torch_load_cold", "async_stall"}) {
     EXPECT_TRUE(j["figures"].contains(f)) << f;
   }
+  // Peak memory is measured for the save and the load (clear_refs works here).
+  EXPECT_GE(j["figures"]["continua_save"]["peak_extra_bytes"].get<int64_t>(), 0);
+  EXPECT_GT(j["figures"]["continua_load_cold"]["peak_extra_bytes"].get<int64_t>(), 0);  // the mapping
   // Its scratch files are gone; the directory it was given is kept.
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(BenchCommand, ASizeListMeasuresEachAndHowTimesScale) {
+  TempDir dir;
+  const auto r = run_command(continua_bin() + " bench --bytes 1M,2M --repeat 1 --json --dir " +
+                             dir.path() + " 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["sizes"].size(), 2u) << r.output;
+  EXPECT_LT(j["sizes"][0]["state_bytes"].get<double>(), j["sizes"][1]["state_bytes"].get<double>());
+  for (const char* k : {"continua_save", "continua_load_cold", "torch_save_fsync", "torch_load_cold"}) {
+    ASSERT_EQ(j["scaling"][k].size(), 2u) << k;
+    EXPECT_GT(j["scaling"][k][1]["seconds_per_gib"].get<double>(), 0.0) << k;
+  }
+  const auto bad = run_command(continua_bin() + " bench --bytes 1M,,2M 2>&1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("--bytes"), std::string::npos) << bad.output;
 }
 
 TEST(BenchCommand, BadSizesAreRefusedWithAMessage) {
