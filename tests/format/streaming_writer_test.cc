@@ -69,6 +69,8 @@ TEST(StreamingWriter, FileBytesEqualTheStreamWritersBytes) {
     const TensorInfo* t = r.find(b.views[i].name);
     ASSERT_NE(t, nullptr);
     ASSERT_EQ(t->nbytes, b.views[i].nbytes);
+    // memcmp with a null pointer is undefined even for 0 bytes (UBSan reports it).
+    if (t->nbytes == 0) continue;
     EXPECT_EQ(0, std::memcmp(r.data(*t), b.views[i].data, t->nbytes)) << b.views[i].name;
   }
 }
