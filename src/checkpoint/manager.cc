@@ -1,7 +1,6 @@
 #include "continua/checkpoint/manager.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,14 +63,6 @@ class DelayingFileSystem final : public io::FileSystem {
   int64_t ms_;
 };
 
-std::string read_lock_holder(int fd) {
-  char buf[32] = {};
-  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  std::string s = n > 0 ? std::string(buf, size_t(n)) : std::string();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s.empty() ? "unknown" : s;
-}
-
 }  // namespace
 
 CheckpointManager::CheckpointManager(const CheckpointManagerOptions& options) : options_(options) {
@@ -87,30 +78,10 @@ CheckpointManager::CheckpointManager(const CheckpointManagerOptions& options) : 
     throw IoError("cannot create checkpoint directory '" + options_.directory_ +
                   "': " + (ec ? ec.message() : std::string("not a directory")));
   }
-  const std::string lock_path = (stdfs::path(options_.directory_) / kLockName).string();
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) throw io::make_io_error("open lock file", lock_path, errno);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    const std::string holder = read_lock_holder(lock_fd_);
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      const bool self = holder == std::to_string(::getpid());
-      throw IoError("checkpoint directory '" + options_.directory_ +
-                    "' is locked by another process (pid " + holder + (self ? ", this process" : "") +
-                    ", lock file '" + lock_path +
-                    "'): two runs must not write into the same checkpoint directory");
-    }
-    throw io::make_io_error("lock", lock_path, err);
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
-    const int err = errno;
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    throw io::make_io_error("write lock file", lock_path, err);
-  }
+  lock_ = std::make_unique<io::FileLock>(
+      (stdfs::path(options_.directory_) / kLockName).string(),
+      "checkpoint directory '" + options_.directory_ + "'",
+      "two runs must not write into the same checkpoint directory");
   // Temporary files of a process killed in the middle of a save: we hold the
   // lock, so no live writer owns them.
   for (const auto& e : stdfs::directory_iterator(options_.directory_, ec)) {
@@ -121,9 +92,7 @@ CheckpointManager::CheckpointManager(const CheckpointManagerOptions& options) : 
   }
 }
 
-CheckpointManager::~CheckpointManager() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
-}
+CheckpointManager::~CheckpointManager() = default;  // the lock is released with lock_
 
 io::FileSystem& CheckpointManager::fs() const {
   return options_.fs_ ? *options_.fs_ : io::default_file_system();

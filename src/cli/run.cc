@@ -23,6 +23,7 @@
 #include "continua/distributed/distributed.h"
 #include "continua/errors.h"
 #include "continua/format/safetensors.h"
+#include "continua/io/file_lock.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
 #include "continua/training/plugins.h"
@@ -294,6 +295,12 @@ int run(const RunOptions& o) {
   std::optional<CheckpointManager> manager;
   if (!o.checkpoint_dir.empty() && rank0) {
     manager.emplace(CheckpointManagerOptions().directory(o.checkpoint_dir).keep_last(o.keep_last));
+  }
+  // One writer per checkpoint file too (the manager locks its directory).
+  std::optional<io::FileLock> checkpoint_lock;
+  if (!o.checkpoint.empty() && rank0) {
+    checkpoint_lock.emplace(o.checkpoint + ".lock", "checkpoint '" + o.checkpoint + "'",
+                            "two runs must not write the same checkpoint file");
   }
   int64_t initial = 0;
   std::string resumed_from;

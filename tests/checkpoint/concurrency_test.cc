@@ -221,11 +221,15 @@ TEST(Concurrency, ManagersOpenedAtOnceOnOneDirectoryExactlyOneWins) {
 }
 
 // Two `continua run --checkpoint-dir SAME`, released at the same instant.
-TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) {
+// Two `continua run` processes on one checkpoint directory, or on one
+// checkpoint file, started at the same instant: exactly one runs, the other
+// fails at once with a message naming the lock and its holder.
+void two_runs_started_at_once(bool single_file) {
   constexpr int kRounds = 2;
   for (int round = 0; round < kRounds; ++round) {
     TempDir dir;
-    const std::string ck = dir.file("ck");
+    const std::string ck = single_file ? dir.file("ck.safetensors") : dir.file("ck");
+    const std::string lock = single_file ? ck + ".lock" : ck + "/LOCK";
     int go[2];
     ASSERT_EQ(::pipe(go), 0);
     std::vector<pid_t> pids;
@@ -238,8 +242,12 @@ TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) {
                                        "--experiences", "2", "--epochs", "10", "--train-mb-size", "8",
                                        "--hidden", "32", "--seed", "5", "--strategy", "replay",
                                        "--threads", "1", "--verbosity", "quiet", "--out", out,
-                                       "--checkpoint-dir", ck, "--checkpoint-every", "20",
-                                       "--keep-last", "3"};
+                                       "--checkpoint-every", "20"};
+      if (single_file) {
+        args.insert(args.end(), {"--checkpoint", ck});
+      } else {
+        args.insert(args.end(), {"--checkpoint-dir", ck, "--keep-last", "3"});
+      }
       std::vector<char*> argv;  // built before fork: the child only calls async-signal-safe functions
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -270,10 +278,9 @@ TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) {
         << "\nfirst: " << err[0] << "\nsecond: " << err[1];
     const int loser = status[0] == 1 ? 0 : 1, winner = 1 - loser;
     const std::string& msg = err[loser];
-    EXPECT_NE(msg.find("checkpoint directory '" + ck + "' is locked by another process"),
-              std::string::npos)
-        << msg;
-    EXPECT_NE(msg.find("lock file '" + ck + "/LOCK'"), std::string::npos) << msg;
+    const std::string what = single_file ? "checkpoint '" + ck + "'" : "checkpoint directory '" + ck + "'";
+    EXPECT_NE(msg.find(what + " is locked by another process"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("lock file '" + lock + "'"), std::string::npos) << msg;
     // The holder's pid, unless the loser looked between the winner's flock
     // and its writing the pid (then "pid unknown").
     EXPECT_TRUE(msg.find("(pid " + std::to_string(pids[size_t(winner)])) != std::string::npos ||
@@ -281,6 +288,16 @@ TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) {
         << msg;
     EXPECT_TRUE(std::filesystem::exists(dir.file("out" + std::to_string(winner)) + "/results.json"));
     EXPECT_FALSE(std::filesystem::exists(dir.file("out" + std::to_string(loser)) + "/results.json"));
+    if (single_file) {
+      // The file is the winner's last checkpoint, whole; no temporary file beside it.
+      EXPECT_NO_THROW(read_checkpoint(ck));
+      for (const std::string& name : list_dir(dir.path())) {
+        EXPECT_EQ(name.find(".tmp."), std::string::npos) << "temporary file left: " << name;
+      }
+      auto v = run_command(continua_bin() + " verify " + ck);
+      EXPECT_EQ(v.status, 0) << v.output;
+      continue;
+    }
     // Only the lock and checkpoints that verify; no temporary file.
     int checkpoints = 0;
     for (const std::string& name : list_dir(ck)) {
@@ -295,6 +312,10 @@ TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) {
     EXPECT_EQ(v.status, 0) << v.output;
   }
 }
+
+TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointDirectory) { two_runs_started_at_once(false); }
+
+TEST(Concurrency, TwoRunsStartedAtOnceOnOneCheckpointFile) { two_runs_started_at_once(true); }
 
 }  // namespace
 }  // namespace continua::testing

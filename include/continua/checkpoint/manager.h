@@ -57,11 +57,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "continua/checkpoint/checkpoint.h"
+#include "continua/io/file_lock.h"
 
 namespace continua {
 
@@ -125,7 +127,7 @@ class CheckpointManager {
   io::FileSystem& fs() const;
 
   CheckpointManagerOptions options_;
-  int lock_fd_ = -1;
+  std::unique_ptr<io::FileLock> lock_;
   std::string loaded_path_;
   std::string last_saved_path_;
 };
