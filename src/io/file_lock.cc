@@ -40,12 +40,13 @@ FileLock::FileLock(const std::string& lock_path, const std::string& what, const 
     }
     throw make_io_error("lock", lock_path, err);
   }
+  // The pid is for the message of whoever is refused; the lock does not
+  // depend on it. On a full disk it cannot be written: the lock still holds
+  // (the holder shows as "unknown") and the run's first save reports the
+  // full disk, which is the error that matters.
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
-    const int err = errno;
-    ::close(fd_);
-    fd_ = -1;
-    throw make_io_error("write lock file", lock_path, err);
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
+    (void)::ftruncate(fd_, 0);
   }
 }
 

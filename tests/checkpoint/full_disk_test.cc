@@ -107,7 +107,10 @@ TEST_F(FullDisk, CliRunOnAFullDiskExitsNonZeroWithAMessage) {
   const CommandResult r = run_command(cmd);
   EXPECT_GT(r.status, 0) << "status " << r.status << " (-1: killed by a signal)\n" << r.output;
   EXPECT_NE(r.output.find("disk full"), std::string::npos) << r.output;
-  EXPECT_EQ((list_dir(mount_.path())), (std::vector<std::string>{"filler"})) << r.output;
+  // No checkpoint and no temporary file; only the run's lock file, which
+  // locking still created (an inode, no data) on the full disk.
+  EXPECT_EQ((list_dir(mount_.path())), (std::vector<std::string>{"cli.safetensors.lock", "filler"})) << r.output;
+  EXPECT_NE(r.output.find("cannot write '" + file("cli.safetensors")), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 // another FileLock of this process), it throws IoError:
 //   "<what> is locked by another process (pid <holder>[, this process],
 //    lock file '<lock_path>'): <advice>"
-// (pid "unknown" if the holder has not written its pid yet). Any other
-// failure (no such directory, permissions) throws IoError naming the file and
-// the cause. The lock file is left in place on release: removing it would let
+// (pid "unknown" if the holder has not written its pid yet, or could not: a
+// full disk does not prevent locking). Any other failure to open or lock (no
+// such directory, permissions) throws IoError naming the file and the cause. The lock file is left in place on release: removing it would let
 // a process that opened it before the removal and one that opens it after
 // hold "the" lock at once. The kernel releases the lock of a killed process.
 #pragma once
