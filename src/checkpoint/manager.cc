@@ -17,6 +17,7 @@
 #include "continua/io/file_system.h"
 #include "continua/state/object_registry.h"
 #include "continua/training/strategy.h"
+#include "continua/io/console.h"
 
 namespace continua {
 namespace {
@@ -102,7 +103,7 @@ void CheckpointManager::warn(const std::string& message) const {
   if (options_.warning_) {
     options_.warning_(message);
   } else {
-    std::cerr << "continua: warning: " << message << std::endl;
+    io::ErrLine() << "continua: warning: " << message;
   }
 }
 

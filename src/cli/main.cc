@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "continua/errors.h"
+#include "continua/io/console.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"continua: continual learning on LibTorch whose training survives preemption"};
@@ -50,13 +51,13 @@ int main(int argc, char** argv) {
     if (*bench_cmd) return continua::cli::bench(bench);
     if (*report_cmd) return continua::cli::report(report_dir);
   } catch (const continua::Error& e) {
-    std::cerr << "continua: error: " << e.what() << "\n";
+    continua::io::ErrLine() << "continua: error: " << e.what() << "\n";
     return 1;
   } catch (const c10::Error& e) {
-    std::cerr << "continua: error (LibTorch): " << e.what_without_backtrace() << "\n";
+    continua::io::ErrLine() << "continua: error (LibTorch): " << e.what_without_backtrace() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "continua: error: " << e.what() << "\n";
+    continua::io::ErrLine() << "continua: error: " << e.what() << "\n";
     return 1;
   }
   return 0;

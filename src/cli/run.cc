@@ -23,6 +23,7 @@
 #include "continua/distributed/distributed.h"
 #include "continua/errors.h"
 #include "continua/format/safetensors.h"
+#include "continua/io/console.h"
 #include "continua/io/file_lock.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
@@ -142,14 +143,14 @@ bool requeue_slurm_job(const std::string& job) {
   argv.push_back(nullptr);
   pid_t pid = 0;
   if (const int rc = ::posix_spawnp(&pid, "scontrol", nullptr, nullptr, argv.data(), environ); rc != 0) {
-    std::cerr << "continua: --requeue: cannot run scontrol: " << std::strerror(rc) << "\n";
+    io::ErrLine() << "continua: --requeue: cannot run scontrol: " << std::strerror(rc) << "\n";
     return false;
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::cerr << "continua: --requeue: 'scontrol requeue " << job << "' failed (SLURM may be requeuing the job already)\n";
+    io::ErrLine() << "continua: --requeue: 'scontrol requeue " << job << "' failed (SLURM may be requeuing the job already)\n";
     return false;
   }
   return true;
@@ -339,11 +340,11 @@ int run(const RunOptions& o) {
   }
   const int world_size = dist ? dist->world_size() : 1;
   if (!resumed_from.empty() && rank0) {
-    std::cerr << "continua: resumed from '" << resumed_from << "' at experience " << initial
+    io::ErrLine() << "continua: resumed from '" << resumed_from << "' at experience " << initial
               << ", iteration " << strategy.clock().train_iterations << "\n";
     const int saved_world = checkpoint_world_size(resumed_from);
     if (saved_world != world_size) {
-      std::cerr << "continua: the checkpoint was written by " << saved_world << " rank(s), this run has "
+      io::ErrLine() << "continua: the checkpoint was written by " << saved_world << " rank(s), this run has "
                 << world_size << ": the replicated state (model, optimizer, plugins, generators, position "
                 << "in the stream) is loaded as saved; each rank's share of a mini-batch and its random "
                 << "stream are re-derived for " << world_size << " rank(s), so from here the run follows a "
@@ -432,7 +433,7 @@ int run(const RunOptions& o) {
     stop_checkpoint = (dirty || existing.empty()) ? save_now() : existing;
   }
   if (o.verbosity == "verbose" && checkpointing) {
-    std::cerr << "continua: " << saves << " checkpoint saves took " << save_seconds << " s of "
+    io::ErrLine() << "continua: " << saves << " checkpoint saves took " << save_seconds << " s of "
               << train_seconds << " s\n";
   }
   const bool complete = strategy.clock().train_experiences >= total;
@@ -443,7 +444,7 @@ int run(const RunOptions& o) {
     }
     if (o.verbosity == "verbose") {
       const double it = double(std::max<int64_t>(1, data_parallel->iterations()));
-      std::cerr << "continua: rank " << dist->rank() << " of " << dist->world_size() << ": "
+      io::ErrLine() << "continua: rank " << dist->rank() << " of " << dist->world_size() << ": "
                 << data_parallel->iterations() << " iterations, " << 1000 * data_parallel->iteration_seconds() / it
                 << " ms/iteration, gradient all-reduce " << 1000 * data_parallel->gradient_seconds() / it
                 << " ms/iteration; all collectives " << dist->collective_seconds() << " s in "
@@ -452,7 +453,7 @@ int run(const RunOptions& o) {
     dist->barrier();  // rank 0's files are written when any rank returns
   } else if (timer) {
     const double it = double(std::max<int64_t>(1, timer->iterations()));
-    std::cerr << "continua: 1 process: " << timer->iterations() << " iterations, "
+    io::ErrLine() << "continua: 1 process: " << timer->iterations() << " iterations, "
               << 1000 * timer->seconds() / it << " ms/iteration; " << train_seconds << " s in the loop\n";
   }
   if (!o.out.empty() && rank0) {
@@ -475,21 +476,21 @@ int run(const RunOptions& o) {
     const std::string sig =
         signals.received() ? signal_name(signals.received()) : std::string("a stop on another rank");
     if (!checkpointing) {
-      std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+      io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
                 << "; no checkpoint (no --checkpoint or --checkpoint-dir)\n";
       return 128 + (signals.received() ? signals.received() : SIGTERM);
     }
     if (rank0) {
-      std::cerr << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+      io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
                 << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
                 << "' saved\n";
     }
     if (o.requeue && rank0) {
       const char* job = std::getenv("SLURM_JOB_ID");
       if (job && *job) {
-        if (requeue_slurm_job(job)) std::cerr << "continua: requeued SLURM job " << job << "\n";
+        if (requeue_slurm_job(job)) io::ErrLine() << "continua: requeued SLURM job " << job << "\n";
       } else {
-        std::cerr << "continua: --requeue: not under SLURM (SLURM_JOB_ID is unset); not requeuing\n";
+        io::ErrLine() << "continua: --requeue: not under SLURM (SLURM_JOB_ID is unset); not requeuing\n";
       }
     }
     return kExitStoppedBySignal;
