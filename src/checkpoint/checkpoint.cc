@@ -129,6 +129,7 @@ LoadedCheckpoint read(const format::SafetensorsReader& r, const MapLocation& map
   out.file_size = r.file_size();
   out.format_version = r.format_version();
   out.tree.set_source(name);
+  out.tree.set_release_hook(r.page_dropper());  // copied tensors leave memory
   out.metadata = std::move(meta.user);
   out.excluded = std::move(meta.excluded);
   out.next_experience = meta.next_experience;
@@ -288,32 +289,34 @@ LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
 }
 
 int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint) {
-  // All or nothing: keep a copy of the live state, and put it back if any
-  // component refuses the checkpoint half-way.
-  StateTree backup = strategy_state(strategy).clone();
-  StateTree merged = checkpoint.tree;
-  // Excluded parts keep their live values.
-  for (const auto& [key, value] : backup.entries()) {
-    if (excluded(key, checkpoint.excluded)) merged.set(key, value);
+  // All or nothing without a copy of the live state: every component checks
+  // and stages its part (Stateful::stage_load) before any changes; the
+  // commit then copies into the live tensors.
+  StateTree merged = checkpoint.tree;  // handles only; shares the release hook
+  if (!checkpoint.excluded.empty()) {
+    // Excluded parts keep their live values (handles, not copies).
+    const StateTree live = strategy_state(strategy);
+    for (const auto& [key, value] : live.entries()) {
+      if (excluded(key, checkpoint.excluded)) merged.set(key, value);
+    }
   }
+  const std::string refused = "checkpoint '" + checkpoint.tree.source() + "': the state does not fit this strategy: ";
+  LoadTransaction tx;
   try {
-    strategy.load_state(StateReader(merged, kRoot));
+    strategy.stage_load(StateReader(merged, kRoot), tx);
+    // Components that do not stage (user plugins) load first, restored if
+    // they throw; the staged steps throw nothing but resource errors.
+    tx.commit();
   } catch (const Error&) {
-    strategy.load_state(StateReader(backup, kRoot));
     throw;
   } catch (const c10::Error& e) {
     // A component let a foreign exception through (a torch error on a tensor
     // of the wrong shape or type): same contract, one of our types.
-    strategy.load_state(StateReader(backup, kRoot));
-    throw InvalidArgument("checkpoint '" + checkpoint.tree.source() +
-                          "': the state does not fit this strategy: " + e.what_without_backtrace());
-  } catch (const std::exception& e) {  // e.g. a JSON type error
-    strategy.load_state(StateReader(backup, kRoot));
-    throw InvalidArgument("checkpoint '" + checkpoint.tree.source() +
-                          "': the state does not fit this strategy: " + e.what());
-  } catch (...) {
-    strategy.load_state(StateReader(backup, kRoot));
+    throw InvalidArgument(refused + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
     throw;
+  } catch (const std::exception& e) {  // e.g. a JSON type error
+    throw InvalidArgument(refused + e.what());
   }
   return checkpoint.next_experience;
 }

@@ -30,6 +30,7 @@
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/errors.h"
 #include "continua/io/file_system.h"
+#include "continua/io/process_memory.h"
 #include "continua/models/model.h"
 #include "continua/training/strategy.h"
 
@@ -175,32 +176,6 @@ struct Row {
   int64_t peak_extra = -1;  // bytes of resident memory above the start, -1: not measured
 };
 
-// Resets the process's peak resident set size (VmHWM) to the current one
-// (Linux: "5" into /proc/self/clear_refs). False when that is not allowed.
-bool reset_peak_rss() {
-  const int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::write(fd, "5", 1) == 1;
-  ::close(fd);
-  return ok;
-}
-
-// A "VmRSS"/"VmHWM" line of /proc/self/status, in bytes (-1 if absent).
-int64_t status_bytes(const char* key) {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  int64_t v = -1;
-  const size_t n = std::strlen(key);
-  while (std::fgets(line, sizeof line, f)) {
-    if (std::strncmp(line, key, n) == 0 && line[n] == ':') {
-      v = std::strtoll(line + n + 1, nullptr, 10) * 1024;
-      break;
-    }
-  }
-  std::fclose(f);
-  return v;
-}
 
 }  // namespace
 
@@ -285,12 +260,12 @@ nlohmann::json bench_one(const BenchOptions& o, uint64_t target) {
     int64_t peak = -1;
     for (int i = 0; i < repeat; ++i) {
       if (before) before();
-      const bool peak_ok = reset_peak_rss();
-      const int64_t rss0 = status_bytes("VmRSS");
+      const bool peak_ok = io::reset_peak_resident();
+      const int64_t rss0 = io::resident_bytes();
       const auto t0 = Clock::now();
       body();
       t.push_back(seconds_since(t0));
-      const int64_t hwm = status_bytes("VmHWM");
+      const int64_t hwm = io::peak_resident_bytes();
       if (peak_ok && rss0 >= 0 && hwm >= 0) peak = std::max(peak, std::max<int64_t>(0, hwm - rss0));
     }
     rows.push_back({key, what, median(t), bytes, peak});

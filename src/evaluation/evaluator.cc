@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "continua/errors.h"
+#include "continua/io/console.h"
 
 namespace continua {
 
@@ -29,7 +30,7 @@ void FileLogger::open_if_needed() {
   if (fd_ < 0) throw IoError("cannot open log file '" + path_ + "': " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd_, &st) == 0 && uint64_t(st.st_size) < bytes_) {
-    std::cerr << "continua: warning: log file '" << path_ << "' is shorter (" << st.st_size
+    io::ErrLine() << "continua: warning: log file '" << path_ << "' is shorter (" << st.st_size
               << " bytes) than when the checkpoint was saved (" << bytes_
               << " bytes); rows written before the checkpoint are missing\n";
     bytes_ = uint64_t(st.st_size);
@@ -61,13 +62,17 @@ void FileLogger::save_state(StateWriter& writer) const {
   writer.write("bytes", bytes_);
 }
 
-void FileLogger::load_state(const StateReader& reader) {
+void FileLogger::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void FileLogger::stage_load(const StateReader& reader, LoadTransaction& tx) {
   const uint64_t bytes = reader.get<uint64_t>("bytes");
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
-  bytes_ = bytes;
+  tx.then([this, bytes] {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    bytes_ = bytes;
+  });
 }
 
 // ------------------------------------------------------------ CSV / JSONL
@@ -162,7 +167,7 @@ void ConsoleLogger::log_progress(const ProgressRecord& r) {
 void ConsoleLogger::log_epoch(const EpochRecord& r) {
   if (verbosity_ == Verbosity::kQuiet) return;
   if (verbosity_ == Verbosity::kVerbose || !tty_) {
-    std::cerr << fmt::format("train exp {} epoch {}: loss {:.4f}, accuracy {:.4f}\n", r.experience,
+    io::ErrLine() << fmt::format("train exp {} epoch {}: loss {:.4f}, accuracy {:.4f}\n", r.experience,
                              r.epoch, r.loss, r.accuracy);
   }
 }
@@ -252,7 +257,9 @@ void Evaluator::save_state(StateWriter& writer) const {
   }
 }
 
-void Evaluator::load_state(const StateReader& reader) {
+void Evaluator::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void Evaluator::stage_load(const StateReader& reader, LoadTransaction& tx) {
   std::vector<std::vector<double>> matrix;
   std::vector<EpochRecord> epochs;
   std::vector<EvalRecord> evals;
@@ -280,11 +287,13 @@ void Evaluator::load_state(const StateReader& reader) {
   // Loggers absent from the checkpoint (added since) start from an empty file.
   for (auto& l : loggers_) {
     StateReader lr = reader.child("loggers").child(l->name());
-    if (reader.child("loggers").has_child(l->name())) l->load_state(lr);
+    if (reader.child("loggers").has_child(l->name())) l->stage_load(lr, tx);
   }
-  matrix_ = std::move(matrix);
-  epochs_ = std::move(epochs);
-  evals_ = std::move(evals);
+  tx.then([this, matrix = std::move(matrix), epochs = std::move(epochs), evals = std::move(evals)]() mutable {
+    matrix_ = std::move(matrix);
+    epochs_ = std::move(epochs);
+    evals_ = std::move(evals);
+  });
 }
 
 }  // namespace continua

@@ -96,6 +96,7 @@ SafetensorsReader SafetensorsReader::open_file(const std::string& path,
   SafetensorsReader r;
   r.base_ = file->data();
   r.size_ = file->size();
+  r.mapped_ = file;
   r.owner_ = std::move(file);
   r.name_ = path;
   r.parse(options);
@@ -147,39 +148,54 @@ void SafetensorsReader::verify_tensor(const TensorInfo& info) const {
 // Verifying a large mapped file is dominated by faulting its pages in from
 // disk. A helper thread walks the mapping ahead, one touch per page, so the
 // disk reads ahead while this thread checksums what has arrived: the CRC
-// costs nothing beyond the read itself (docs/benchmarks.md).
+// costs nothing beyond the read itself (docs/benchmarks.md). The helper stays
+// at most kWindow ahead, and checked chunks leave the resident set, so the
+// check of a 1 GiB file holds about kWindow of it.
 void SafetensorsReader::verify_all() const {
   constexpr uint64_t kPrefetchMin = uint64_t{32} << 20;
   constexpr uint64_t kChunk = uint64_t{4} << 20;
+  constexpr uint64_t kWindow = uint64_t{64} << 20;
   if (size_ < kPrefetchMin) {
     for (const TensorInfo& t : tensors_) verify_tensor(t);
     return;
   }
   std::mutex mu;
   std::condition_variable cv;
-  uint64_t ready = 0;  // bytes [0, ready) are resident
-  std::atomic<bool> stop{false};
+  uint64_t ready = 0;    // bytes [0, ready) are resident
+  uint64_t checked = 0;  // the checksum has passed offset `checked`
+  bool stop = false;
   std::thread helper([&] {
     volatile uint8_t sink = 0;
-    for (uint64_t off = 0; off < size_ && !stop.load(std::memory_order_relaxed); off += kChunk) {
+    for (uint64_t off = 0; off < size_; off += kChunk) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return stop || off < checked + kWindow; });
+        if (stop) break;
+      }
       const uint64_t end = std::min(size_, off + kChunk);
       for (uint64_t q = off; q < end; q += 4096) sink = sink + base_[q];
       {
         std::lock_guard<std::mutex> lock(mu);
         ready = end;
       }
-      cv.notify_one();
+      cv.notify_all();
     }
     (void)sink;
   });
   struct Join {
     std::thread& t;
-    std::atomic<bool>& stop;
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& stop;
     ~Join() {
-      stop.store(true);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stop = true;
+      }
+      cv.notify_all();
       t.join();
     }
-  } join{helper, stop};
+  } join{helper, mu, cv, stop};
   for (const TensorInfo& t : tensors_) {
     uint32_t crc = 0;
     for (uint64_t done = 0; done < t.nbytes;) {
@@ -190,13 +206,28 @@ void SafetensorsReader::verify_all() const {
         cv.wait(lock, [&] { return ready >= end; });
       }
       crc = io::crc32c_extend(crc, base_ + t.offset + done, static_cast<size_t>(n));
+      drop_pages(base_ + t.offset + done, n);
       done += n;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        checked = end;
+      }
+      cv.notify_all();
     }
     if (crc != t.crc32c) {
       CONTINUA_CORRUPT("tensor '" + t.name + "' fails its CRC32C check (stored " +
                        hex8(t.crc32c) + ", computed " + hex8(crc) + ")");
     }
   }
+}
+
+void SafetensorsReader::drop_pages(const void* data, uint64_t bytes) const {
+  if (mapped_) mapped_->drop_pages(data, bytes);
+}
+
+std::function<void(const void*, size_t)> SafetensorsReader::page_dropper() const {
+  if (!mapped_) return {};
+  return [mapped = mapped_](const void* data, size_t bytes) { mapped->drop_pages(data, bytes); };
 }
 
 void SafetensorsReader::parse(const ReadOptions& options) {

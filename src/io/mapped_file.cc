@@ -1,5 +1,7 @@
 #include "continua/io/mapped_file.h"
 
+#include <algorithm>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -61,7 +63,7 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
-    release();
+    unmap();
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     path_ = std::move(other.path_);
@@ -69,14 +71,27 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   return *this;
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() { unmap(); }
 
-void MappedFile::release() noexcept {
+void MappedFile::unmap() noexcept {
   if (data_ != nullptr && size_ > 0) {
     ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
   }
   data_ = nullptr;
   size_ = 0;
+}
+
+void MappedFile::drop_pages(const void* p, uint64_t length) const noexcept {
+  static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const auto* at = static_cast<const uint8_t*>(p);
+  if (data_ == nullptr || size_ == 0 || at < data_ || at >= data_ + size_) return;
+  const uint64_t offset = uint64_t(at - data_);
+  const uint64_t end = std::min(size_, offset + std::min(length, size_ - offset));
+  // The mapping starts on a page boundary: round inward to whole pages.
+  const uint64_t first = (offset + page - 1) / page * page;
+  const uint64_t last = end == size_ ? end : end / page * page;
+  if (last <= first) return;
+  ::madvise(const_cast<uint8_t*>(data_) + first, static_cast<size_t>(last - first), MADV_DONTNEED);
 }
 
 }  // namespace continua::io

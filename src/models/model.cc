@@ -67,9 +67,11 @@ void Model::save_state(StateWriter& writer) const {
   for (const auto& b : named_buffers()) writer.write(b.key(), b.value());
 }
 
-void Model::load_state(const StateReader& reader) {
-  // The head may have grown since this model was built: grow it first so the
-  // shapes below match.
+void Model::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void Model::stage_load(const StateReader& reader, LoadTransaction& tx) {
+  // The head may have grown since this model was built: the commit resizes it
+  // first so the shapes below match.
   const std::string head_key = "classifier.head.weight";
   const at::Tensor& saved_head = reader.tensor(head_key);
   if (saved_head.dim() != 2) reader.fail(head_key, "expected a 2-d tensor");
@@ -88,12 +90,13 @@ void Model::load_state(const StateReader& reader) {
   for (const auto& p : named_parameters()) check(p.key(), p.value());
   for (const auto& b : named_buffers()) check(b.key(), b.value());
 
-  // To the saved size, growing or shrinking: a checkpoint older than the
-  // live model (or the backup a failed load restores) may have fewer classes.
-  classifier_->resize_to(saved_head.size(0));
-  torch::NoGradGuard no_grad;
-  for (auto& p : named_parameters()) p.value().copy_(reader.tensor(p.key()));
-  for (auto& b : named_buffers()) b.value().copy_(reader.tensor(b.key()));
+  tx.then([this, reader, outputs = saved_head.size(0)] {
+    // To the saved size, growing or shrinking: a checkpoint older than the
+    // live model may have fewer classes. Then straight into the live tensors.
+    classifier_->resize_to(outputs);
+    for (auto& p : named_parameters()) reader.copy_into(p.key(), p.value());
+    for (auto& b : named_buffers()) reader.copy_into(b.key(), b.value());
+  });
 }
 
 std::shared_ptr<Model> Model::clone_model() const {

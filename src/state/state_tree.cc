@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "continua/errors.h"
 #include "continua/io/sha256.h"
 #include "continua/state/object_registry.h"
@@ -142,6 +144,42 @@ const at::Tensor& StateReader::tensor(std::string_view key) const {
   return *t;
 }
 
+void StateReader::copy_into(std::string_view key, const at::Tensor& dst) const {
+  const at::Tensor& src = tensor(key);
+  if (src.sizes() != dst.sizes()) {
+    fail(key, "shape " + c10::str(src.sizes()) + " does not fit " + c10::str(dst.sizes()));
+  }
+  at::NoGradGuard no_grad;
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  if (!src.is_contiguous() || !dst.is_contiguous() || !src.device().is_cpu()) {
+    dst.copy_(src);
+    if (src.is_contiguous() && src.device().is_cpu()) tree_->release(src.data_ptr(), src.nbytes());
+    return;
+  }
+  constexpr int64_t kSliceBytes = int64_t{16} << 20;
+  const int64_t element = int64_t(src.element_size());
+  const int64_t step = std::max<int64_t>(1, kSliceBytes / element);
+  at::Tensor s = src.view({n});
+  at::Tensor d = dst.view({n});
+  const auto* bytes = static_cast<const uint8_t*>(src.data_ptr());
+  for (int64_t i = 0; i < n; i += step) {
+    const int64_t len = std::min(step, n - i);
+    d.narrow(0, i, len).copy_(s.narrow(0, i, len));
+    tree_->release(bytes + i * element, size_t(len * element));
+  }
+}
+
+at::Tensor StateReader::copy_out(std::string_view key) const {
+  return copy_out(key, tensor(key).options());
+}
+
+at::Tensor StateReader::copy_out(std::string_view key, const at::TensorOptions& options) const {
+  at::Tensor out = at::empty(tensor(key).sizes(), options);
+  copy_into(key, out);
+  return out;
+}
+
 const nlohmann::json& StateReader::json(std::string_view key) const {
   const auto* j = std::get_if<nlohmann::json>(&value(key));
   if (!j) type_error(key, "a value");
@@ -152,6 +190,42 @@ const ObjectRef& StateReader::object(std::string_view key) const {
   const auto* o = std::get_if<ObjectRef>(&value(key));
   if (!o) type_error(key, "an object reference");
   return *o;
+}
+
+// ------------------------------------------------------------ LoadTransaction
+
+void LoadTransaction::load_later(Stateful& component, const StateReader& reader) {
+  unstaged_.push_back({&component, reader});
+}
+
+void LoadTransaction::then(std::function<void()> step) {
+  if (step) steps_.push_back(std::move(step));
+}
+
+void LoadTransaction::commit() {
+  std::vector<StateTree> backups;
+  backups.reserve(unstaged_.size());
+  for (const Unstaged& u : unstaged_) {
+    StateTree saved;
+    StateWriter w(saved);
+    u.component->save_state(w);
+    backups.push_back(saved.clone());
+    try {
+      u.component->load_state(u.reader);
+    } catch (...) {
+      // Put back this one and every one loaded before it; nothing staged has
+      // changed yet.
+      for (size_t i = backups.size(); i-- > 0;) unstaged_[i].component->load_state(StateReader(backups[i]));
+      throw;
+    }
+  }
+  for (auto& step : steps_) step();
+}
+
+void load_staged(Stateful& component, const StateReader& reader) {
+  LoadTransaction tx;
+  component.stage_load(reader, tx);
+  tx.commit();
 }
 
 }  // namespace continua

@@ -4,6 +4,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -62,7 +63,8 @@ void NamedOptimizer::bind(const torch::OrderedDict<std::string, at::Tensor>& nam
       auto it = st.find(state_key(params_[i]));
       if (it == st.end()) continue;
       const at::Tensor* now = named_parameters.find(names_[i]);
-      if (now && now->sizes() == params_[i].sizes()) carried[names_[i]] = it->second->clone();
+      // Moved, not cloned: the old optimizer is replaced below.
+      if (now && now->sizes() == params_[i].sizes()) carried[names_[i]] = std::move(it->second);
     }
   }
   double lr = optimizer_ ? this->lr() : options_.lr_;
@@ -132,7 +134,17 @@ void NamedOptimizer::save_state(StateWriter& writer) const {
   }
 }
 
-void NamedOptimizer::load_state(const StateReader& reader) {
+void NamedOptimizer::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void NamedOptimizer::stage_load(const StateReader& reader, LoadTransaction& tx) {
+  stage(reader, nullptr, tx);
+}
+
+void NamedOptimizer::stage_load(const StateReader& reader, const StateReader& model, LoadTransaction& tx) {
+  stage(reader, &model, tx);
+}
+
+void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, LoadTransaction& tx) {
   const nlohmann::json& hp = reader.json("hyperparameters");
   OptimizerOptions saved;
   try {
@@ -148,51 +160,96 @@ void NamedOptimizer::load_state(const StateReader& reader) {
       hp.contains("current_lr") && hp["current_lr"].is_number() ? hp["current_lr"].get<double>()
                                                                 : saved.lr_;
 
-  // Stage every buffer and check it before changing anything.
-  std::map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>> staged;
+  // Check every buffer against the shape its parameter will have: the saved
+  // model's when the model loads in the same transaction (its head may grow),
+  // else the live one.
+  struct Staged {
+    int64_t step = 0;
+    std::vector<std::string> buffers;  // which of the type's buffers were saved
+  };
+  std::map<std::string, Staged> staged;
   StateReader sr = reader.child("state");
   for (size_t i = 0; i < names_.size(); ++i) {
     if (!sr.has_child(names_[i])) continue;
     StateReader r = sr.child(names_[i]);
+    const at::IntArrayRef shape = model ? model->tensor(names_[i]).sizes() : params_[i].sizes();
+    Staged st;
     auto fit = [&](const char* key) {
       const at::Tensor& t = r.tensor(key);
-      if (t.sizes() != params_[i].sizes()) {
-        r.fail(key, "shape " + c10::str(t.sizes()) + " does not fit parameter " +
-                        c10::str(params_[i].sizes()));
+      if (t.sizes() != shape) {
+        r.fail(key, "shape " + c10::str(t.sizes()) + " does not fit parameter " + c10::str(shape));
       }
-      return t.to(params_[i].device(), params_[i].scalar_type()).clone();
+      st.buffers.push_back(key);
     };
     if (saved.type_ == "sgd") {
       if (!r.has("momentum_buffer")) continue;
-      auto s = std::make_unique<torch::optim::SGDParamState>();
-      s->momentum_buffer(fit("momentum_buffer"));
-      staged[names_[i]] = std::move(s);
+      fit("momentum_buffer");
     } else {
-      auto s = std::make_unique<torch::optim::AdamParamState>();
-      s->step(r.get<int64_t>("step"));
-      s->exp_avg(fit("exp_avg"));
-      s->exp_avg_sq(fit("exp_avg_sq"));
-      if (r.has("max_exp_avg_sq")) s->max_exp_avg_sq(fit("max_exp_avg_sq"));
-      staged[names_[i]] = std::move(s);
+      st.step = r.get<int64_t>("step");
+      fit("exp_avg");
+      fit("exp_avg_sq");
+      if (r.has("max_exp_avg_sq")) fit("max_exp_avg_sq");
     }
+    staged[names_[i]] = std::move(st);
   }
-  options_ = saved;
-  auto& st = optimizer_->state();
-  st.clear();
-  for (size_t i = 0; i < names_.size(); ++i) {
-    auto it = staged.find(names_[i]);
-    if (it != staged.end()) st[state_key(params_[i])] = std::move(it->second);
-  }
-  for (auto& g : optimizer_->param_groups()) {
-    if (options_.type_ == "sgd") {
-      auto& o = static_cast<torch::optim::SGDOptions&>(g.options());
-      o.momentum(options_.momentum_).weight_decay(options_.weight_decay_);
-    } else {
-      auto& o = static_cast<torch::optim::AdamOptions&>(g.options());
-      o.betas({options_.beta1_, options_.beta2_}).eps(options_.eps_).weight_decay(options_.weight_decay_);
+
+  tx.then([this, sr, saved, current_lr, staged = std::move(staged)] {
+    // The parameters are those after the model's commit (Strategy rebinds
+    // them first). Buffers of the right shape are reused: loading copies
+    // into them instead of holding old and new at once.
+    options_ = saved;
+    auto& st = optimizer_->state();
+    std::map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>> next;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      auto it = staged.find(names_[i]);
+      if (it == staged.end()) continue;
+      const at::Tensor& p = params_[i];
+      StateReader r = sr.child(names_[i]);
+      auto old = st.find(state_key(p));
+      auto buffer = [&](const at::Tensor& live, const std::string& key) {
+        at::Tensor b = live;
+        if (!b.defined() || b.sizes() != p.sizes() || b.dtype() != p.dtype() || b.device() != p.device()) {
+          b = at::empty(p.sizes(), p.options());
+        }
+        r.copy_into(key, b);
+        return b;
+      };
+      auto has = [&](const char* key) {
+        return std::find(it->second.buffers.begin(), it->second.buffers.end(), key) != it->second.buffers.end();
+      };
+      if (saved.type_ == "sgd") {
+        auto s = std::make_unique<torch::optim::SGDParamState>();
+        at::Tensor live;
+        if (old != st.end()) live = static_cast<torch::optim::SGDParamState&>(*old->second).momentum_buffer();
+        s->momentum_buffer(buffer(live, "momentum_buffer"));
+        next[names_[i]] = std::move(s);
+      } else {
+        auto s = std::make_unique<torch::optim::AdamParamState>();
+        torch::optim::AdamParamState none;
+        const auto& l = old != st.end() ? static_cast<torch::optim::AdamParamState&>(*old->second) : none;
+        s->step(it->second.step);
+        s->exp_avg(buffer(l.exp_avg(), "exp_avg"));
+        s->exp_avg_sq(buffer(l.exp_avg_sq(), "exp_avg_sq"));
+        if (has("max_exp_avg_sq")) s->max_exp_avg_sq(buffer(l.max_exp_avg_sq(), "max_exp_avg_sq"));
+        next[names_[i]] = std::move(s);
+      }
     }
-    g.options().set_lr(current_lr);
-  }
+    st.clear();
+    for (size_t i = 0; i < names_.size(); ++i) {
+      auto it = next.find(names_[i]);
+      if (it != next.end()) st[state_key(params_[i])] = std::move(it->second);
+    }
+    for (auto& g : optimizer_->param_groups()) {
+      if (options_.type_ == "sgd") {
+        auto& o = static_cast<torch::optim::SGDOptions&>(g.options());
+        o.momentum(options_.momentum_).weight_decay(options_.weight_decay_);
+      } else {
+        auto& o = static_cast<torch::optim::AdamOptions&>(g.options());
+        o.betas({options_.beta1_, options_.beta2_}).eps(options_.eps_).weight_decay(options_.weight_decay_);
+      }
+      g.options().set_lr(current_lr);
+    }
+  });
 }
 
 void StepScheduler::reset(NamedOptimizer& optimizer) {
@@ -216,13 +273,19 @@ void StepScheduler::save_state(StateWriter& writer) const {
   writer.write("gamma", options_.gamma_);
 }
 
-void StepScheduler::load_state(const StateReader& reader) {
-  int64_t epochs = reader.get<int64_t>("epochs");
-  double base_lr = reader.get<double>("base_lr");
-  options_.step_size_ = reader.get<int64_t>("step_size");
-  options_.gamma_ = reader.get<double>("gamma");
-  epochs_ = epochs;
-  base_lr_ = base_lr;
+void StepScheduler::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void StepScheduler::stage_load(const StateReader& reader, LoadTransaction& tx) {
+  const int64_t epochs = reader.get<int64_t>("epochs");
+  const double base_lr = reader.get<double>("base_lr");
+  const int64_t step_size = reader.get<int64_t>("step_size");
+  const double gamma = reader.get<double>("gamma");
+  tx.then([=] {
+    options_.step_size_ = step_size;
+    options_.gamma_ = gamma;
+    epochs_ = epochs;
+    base_lr_ = base_lr;
+  });
 }
 
 }  // namespace continua

@@ -137,7 +137,9 @@ void ReplayPlugin::save_state(StateWriter& w) const {
   }
 }
 
-void ReplayPlugin::load_state(const StateReader& r) {
+void ReplayPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
+
+void ReplayPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   if (r.get<std::string>("policy") != options_.policy) {
     r.fail("policy", "saved policy '" + r.get<std::string>("policy") + "', this run uses '" +
                          options_.policy + "'");
@@ -165,12 +167,15 @@ void ReplayPlugin::load_state(const StateReader& r) {
   } catch (const c10::Error& ex) {
     r.fail("rng", std::string("not a generator state: ") + ex.what_without_backtrace());
   }
-  options_.mem_size = r.get<int64_t>("mem_size");
-  generator_ = g;
-  benchmark_ = bench;
-  exps_ = e;
-  positions_ = p;
-  weights_ = w;
+  const int64_t mem_size = r.get<int64_t>("mem_size");
+  tx.then([this, mem_size, g, bench, e, p, w] {
+    options_.mem_size = mem_size;
+    generator_ = g;
+    benchmark_ = bench;
+    exps_ = e;
+    positions_ = p;
+    weights_ = w;
+  });
 }
 
 // ---------------------------------------------------------------- EWC
@@ -265,28 +270,56 @@ void EWCPlugin::save_state(StateWriter& w) const {
   }
 }
 
-void EWCPlugin::load_state(const StateReader& r) {
+void EWCPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
+
+void EWCPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   if (r.get<std::string>("mode") != options_.mode) {
     r.fail("mode", "saved mode '" + r.get<std::string>("mode") + "', this run uses '" +
                        options_.mode + "'");
   }
   const int64_t count = r.get<int64_t>("count");
   if (count < 0 || count > 1000000) r.fail("count", "out of range");
-  std::vector<Snapshot> snaps;
+  std::vector<std::vector<std::string>> names(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     StateReader sr = r.child(std::to_string(i));
-    Snapshot snap;
     for (const auto& name : sr.json("names")) {
+      if (!name.is_string()) sr.fail("names", "not a list of names");
       const std::string n = name.get<std::string>();
-      at::Tensor imp = sr.child("importances").tensor(n);
-      at::Tensor par = sr.child("params").tensor(n);
+      const at::Tensor& imp = sr.child("importances").tensor(n);
+      const at::Tensor& par = sr.child("params").tensor(n);
       if (imp.sizes() != par.sizes()) sr.child("importances").fail(n, "shape differs from params");
-      snap.importances[n] = imp.clone();
-      snap.params[n] = par.clone();
+      names[size_t(i)].push_back(n);
     }
-    snaps.push_back(std::move(snap));
   }
-  snapshots_ = std::move(snaps);
+  tx.then([this, r, names] {
+    // Tensors of the same shape, dtype and device are reused: the load
+    // copies into them instead of holding old and new at once.
+    auto load = [](const StateReader& from, const std::string& n, const at::Tensor* live) {
+      const at::Tensor& saved = from.tensor(n);
+      if (live && live->sizes() == saved.sizes() && live->dtype() == saved.dtype() &&
+          live->device() == saved.device()) {
+        from.copy_into(n, *live);
+        return *live;
+      }
+      return from.copy_out(n);
+    };
+    std::vector<Snapshot> snaps(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      StateReader sr = r.child(std::to_string(i));
+      const Snapshot* old = i < snapshots_.size() ? &snapshots_[i] : nullptr;
+      auto live = [&](const std::map<std::string, at::Tensor> Snapshot::*member,
+                      const std::string& n) -> const at::Tensor* {
+        if (!old) return nullptr;
+        auto it = (old->*member).find(n);
+        return it == (old->*member).end() ? nullptr : &it->second;
+      };
+      for (const std::string& n : names[i]) {
+        snaps[i].importances[n] = load(sr.child("importances"), n, live(&Snapshot::importances, n));
+        snaps[i].params[n] = load(sr.child("params"), n, live(&Snapshot::params, n));
+      }
+    }
+    snapshots_ = std::move(snaps);
+  });
 }
 
 // ---------------------------------------------------------------- LwF
@@ -325,9 +358,11 @@ void LwFPlugin::save_state(StateWriter& w) const {
   }
 }
 
-void LwFPlugin::load_state(const StateReader& r) {
+void LwFPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
+
+void LwFPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   if (!r.get<bool>("has_previous")) {
-    previous_.reset();
+    tx.then([this] { previous_.reset(); });
     return;
   }
   StateReader mr = r.child("previous_model");
@@ -337,12 +372,30 @@ void LwFPlugin::load_state(const StateReader& r) {
   } catch (const nlohmann::json::exception& e) {
     mr.fail("options", std::string("malformed: ") + e.what());
   }
-  auto m = make_model(mo);
-  m->to(mr.tensor("classifier.head.weight").device());
-  m->load_state(mr);
-  m->eval();
-  for (auto& p : m->parameters()) p.set_requires_grad(false);
-  previous_ = m;
+  // The live previous model of the same architecture and device is loaded in
+  // place; otherwise a new one is built (not live until the commit).
+  const c10::Device device = mr.tensor("classifier.head.weight").device();
+  std::shared_ptr<Model> m = previous_;
+  if (!m || m->options().to_json() != mo.to_json() || m->parameters().front().device() != device) {
+    // Building a model draws its initial weights from torch's generator,
+    // which is part of the strategy's state: staging leaves it as it was.
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    const at::Tensor rng = global.get_state();
+    try {
+      m = make_model(mo);
+      m->to(device);
+    } catch (...) {
+      global.set_state(rng);
+      throw;
+    }
+    global.set_state(rng);
+  }
+  m->stage_load(mr, tx);
+  tx.then([this, m] {
+    m->eval();
+    for (auto& p : m->parameters()) p.set_requires_grad(false);
+    previous_ = m;
+  });
 }
 
 // ---------------------------------------------------------------- cumulative
@@ -367,7 +420,9 @@ void CumulativePlugin::save_state(StateWriter& w) const {
   w.write("seen", seen_);
 }
 
-void CumulativePlugin::load_state(const StateReader& r) {
+void CumulativePlugin::load_state(const StateReader& r) { load_staged(*this, r); }
+
+void CumulativePlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   std::shared_ptr<const Benchmark> bench;
   if (r.has("benchmark")) bench = read_benchmark(r, "benchmark");
   auto seen = r.get<std::vector<int64_t>>("seen");
@@ -376,8 +431,10 @@ void CumulativePlugin::load_state(const StateReader& r) {
       r.fail("seen", "experience " + std::to_string(e) + " is outside the benchmark");
     }
   }
-  benchmark_ = bench;
-  seen_ = seen;
+  tx.then([this, bench, seen] {
+    benchmark_ = bench;
+    seen_ = seen;
+  });
 }
 
 // ---------------------------------------------------------------- factory

@@ -291,7 +291,9 @@ void Strategy::save_state(StateWriter& writer) const {
   writer.write("plugin_names", names);
 }
 
-void Strategy::load_state(const StateReader& reader) {
+void Strategy::load_state(const StateReader& reader) { load_staged(*this, reader); }
+
+void Strategy::stage_load(const StateReader& reader, LoadTransaction& tx) {
   // Check the plugin set first: a checkpoint of another strategy must not
   // half-load.
   nlohmann::json names = nlohmann::json::array();
@@ -322,27 +324,32 @@ void Strategy::load_state(const StateReader& reader) {
   clock.train_epochs = cr.get<int64_t>("train_epochs");
   clock.experience_iterations = cr.get<int64_t>("experience_iterations");
   clock.eval_iterations = cr.get<int64_t>("eval_iterations");
-  const at::Tensor& data_rng = reader.tensor("rng.data");
-  const at::Tensor& torch_rng = reader.tensor("rng.torch_cpu");
-
-  // Components; the caller (load_checkpoint) restores the whole state if any
-  // of these throws.
-  model_->load_state(reader.child("model"));
-  model_changed();
-  optimizer_.load_state(reader.child("optimizer"));
-  scheduler_.load_state(reader.child("scheduler"));
-  evaluator_->load_state(reader.child("evaluator"));
-  for (auto& p : plugins_)
-    if (p->part_of_state()) p->load_state(reader.child("plugins").child(p->name()));
-  try {
-    data_generator_.set_state(data_rng.to(at::kCPU));
-    at::Generator global = at::detail::getDefaultCPUGenerator();
-    global.set_state(torch_rng.to(at::kCPU));
+  const at::Tensor data_rng = reader.tensor("rng.data").to(at::kCPU);
+  const at::Tensor torch_rng = reader.tensor("rng.torch_cpu").to(at::kCPU);
+  try {  // on scratch generators: nothing live changes before the commit
+    at::make_generator<at::CPUGeneratorImpl>().set_state(data_rng);
+    at::make_generator<at::CPUGeneratorImpl>().set_state(torch_rng);
   } catch (const c10::Error& e) {
     reader.fail("rng", std::string("not a generator state: ") + e.what_without_backtrace());
   }
-  clock_ = clock;
-  loop_ = loop;
+
+  // Every component stages (checks) its part before any commits; the
+  // optimizer checks against the shapes of the checkpoint's model, and is
+  // rebound to the model's parameters between the two commits.
+  model_->stage_load(reader.child("model"), tx);
+  tx.then([this] { model_changed(); });
+  optimizer_.stage_load(reader.child("optimizer"), reader.child("model"), tx);
+  scheduler_.stage_load(reader.child("scheduler"), tx);
+  evaluator_->stage_load(reader.child("evaluator"), tx);
+  for (auto& p : plugins_)
+    if (p->part_of_state()) p->stage_load(reader.child("plugins").child(p->name()), tx);
+  tx.then([this, clock, loop, data_rng, torch_rng] {
+    data_generator_.set_state(data_rng);
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    global.set_state(torch_rng);
+    clock_ = clock;
+    loop_ = loop;
+  });
 }
 
 std::string Strategy::state_digest() const {

@@ -105,6 +105,7 @@ class Sweep {
       o = LoadOutcome::kOther;
       message = e.what();
     }
+    last_case_ = what + " -> " + outcome_name(o) + " " + message;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_ += dt;
     max_ = std::max(max_, dt);
@@ -136,7 +137,7 @@ class Sweep {
  private:
   void check_digest() {
     if (s_.strategy->state_digest() != s_.digest && failures_++ < 10) {
-      ADD_FAILURE() << label_ << ": the strategy changed (after case " << cases_ << ")";
+      ADD_FAILURE() << label_ << ": the strategy changed (after case " << cases_ << "), last case: " << last_case_;
     }
   }
 
@@ -144,6 +145,7 @@ class Sweep {
   std::string label_;
   size_t cases_ = 0, loaded_ = 0, failures_ = 0;
   double total_ = 0, max_ = 0;
+  std::string last_case_;
 };
 
 class CorruptionSweep : public ::testing::TestWithParam<const char*> {

@@ -17,6 +17,7 @@
 
 #include "../format/handcraft.h"
 #include "continua/format/safetensors.h"
+#include "continua/io/process_memory.h"
 #include "reliability_util.h"
 
 namespace continua::testing {
@@ -34,15 +35,6 @@ constexpr bool kAsan = false;
 constexpr bool kAsan = false;
 #endif
 
-size_t vm_size_bytes() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
-  }
-  return 0;
-}
-
 // Runs `fn` in a forked child whose address space may grow by at most
 // `budget` bytes (RLIMIT_AS). Returns fn's result, 100 + signal if killed,
 // 99 if it threw. Only for code that needs no torch thread pool.
@@ -50,7 +42,7 @@ int run_with_memory_budget(size_t budget, const std::function<int()>& fn) {
   std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    const rlim_t limit = vm_size_bytes() + budget;
+    const rlim_t limit = size_t(std::max<int64_t>(0, io::address_space_bytes())) + budget;
     rlimit rl{limit, limit};
     if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(98);
     int rc = 99;

@@ -79,6 +79,7 @@ class FileLogger : public Logger {
   ~FileLogger() override;
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
   const std::string& path() const { return path_; }
 
  protected:
@@ -153,6 +154,7 @@ class Evaluator : public Stateful {
 
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
  private:
   std::vector<std::shared_ptr<Logger>> loggers_;

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -47,6 +48,7 @@
 #include <vector>
 
 #include "continua/io/file_system.h"
+#include "continua/io/mapped_file.h"
 
 namespace continua::format {
 
@@ -150,7 +152,18 @@ class SafetensorsReader {
   const uint8_t* data(const TensorInfo& info) const { return base_ + info.offset; }
   // Throws CorruptionError naming the tensor if its bytes fail their CRC32C.
   void verify_tensor(const TensorInfo& info) const;
+  // Every tensor. On a mapped file the pages are read ahead by a helper
+  // thread at most 64 MiB ahead and given back to the page cache once
+  // checked, so verifying holds a bounded part of the file in memory.
   void verify_all() const;
+
+  // Gives the pages wholly inside [data, data + bytes) back to the page cache
+  // when this reader maps a file (io::MappedFile::drop_pages); they read back
+  // with the same bytes. Anything else (memory, other addresses): nothing.
+  void drop_pages(const void* data, uint64_t bytes) const;
+  // The same as a function that keeps the mapping alive (for
+  // StateTree::set_release_hook).
+  std::function<void(const void*, size_t)> page_dropper() const;
 
   uint64_t file_size() const { return size_; }
   uint32_t format_version() const { return format_version_; }
@@ -163,6 +176,7 @@ class SafetensorsReader {
   void parse(const ReadOptions& options);
 
   std::shared_ptr<const void> owner_;
+  std::shared_ptr<const io::MappedFile> mapped_;  // when the bytes are a mapping
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   std::string name_;

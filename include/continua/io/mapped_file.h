@@ -13,6 +13,10 @@
 // private and read-only; it lives until the object (move-only) is destroyed.
 // Truncating the file while it is mapped makes reads of the lost pages raise
 // SIGBUS: checkpoints are only ever replaced by rename, never rewritten.
+// drop_pages(p, length) gives the pages of the mapping wholly inside
+// [p, p + length) back to the page cache (madvise MADV_DONTNEED): they leave
+// the resident set and are read again from the file if touched, with the
+// same bytes. Addresses outside the mapping are ignored.
 #pragma once
 
 #include <cstddef>
@@ -37,11 +41,12 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  void drop_pages(const void* p, uint64_t length) const noexcept;
 
  private:
   MappedFile(const uint8_t* data, uint64_t size, std::string path)
       : data_(data), size_(size), path_(std::move(path)) {}
-  void release() noexcept;
+  void unmap() noexcept;
 
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;

@@ -83,6 +83,7 @@ class Model : public torch::nn::Module, public Stateful {
 
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
  protected:
   ModelOptions options_;

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -62,7 +63,19 @@ class StateTree {
   void set_source(std::string source) { source_ = std::move(source); }
 
   // A deep copy: tensors are cloned, so the copy does not alias live state.
+  // The clone has no release hook.
   StateTree clone() const;
+
+  // What the tree's source does with the bytes of a tensor a component has
+  // copied out (StateReader::copy_into): a checkpoint mapped from a file
+  // returns those pages to the page cache, so that a load holds the state
+  // plus one slice rather than the state plus the whole file. Copies of the
+  // tree share the hook; it ignores memory that is not its source's.
+  using ReleaseHook = std::function<void(const void* data, size_t bytes)>;
+  void set_release_hook(ReleaseHook hook) { release_ = std::move(hook); }
+  void release(const void* data, size_t bytes) const {
+    if (release_) release_(data, bytes);
+  }
 
   // SHA-256 in hex over every key, tensor (dtype, shape, bytes), JSON value
   // and object description, in key order.
@@ -71,6 +84,7 @@ class StateTree {
  private:
   std::map<std::string, StateValue> entries_;
   std::string source_;
+  ReleaseHook release_;
 };
 
 // Joins a key path: join_key("a.b", "c") == "a.b.c"; join_key("", "c") == "c".
@@ -120,6 +134,17 @@ class StateReader {
   }
   const ObjectRef& object(std::string_view key) const;
 
+  // Copies the tensor at `key` into `dst`, which must have its shape
+  // (InvalidArgument naming the key otherwise); dtype and device are
+  // converted. Contiguous CPU tensors are copied in slices of 16 MiB, each
+  // released to the tree's source once copied (StateTree::set_release_hook),
+  // so a checkpoint is loaded into live tensors without holding the file.
+  void copy_into(std::string_view key, const at::Tensor& dst) const;
+  // The same into a new tensor of the saved shape on `options` (dtype and
+  // device; by default those of the saved tensor).
+  at::Tensor copy_out(std::string_view key) const;
+  at::Tensor copy_out(std::string_view key, const at::TensorOptions& options) const;
+
   // Throws InvalidArgument with the full key path and the source.
   [[noreturn]] void fail(std::string_view key, const std::string& what) const;
 
@@ -131,12 +156,46 @@ class StateReader {
   std::string prefix_;
 };
 
+class Stateful;
+
+// A load in two phases, so that a strategy loads a checkpoint all or nothing
+// without keeping a copy of its live state (docs/reliability.md). Components
+// stage (Stateful::stage_load): they check everything the reader holds for
+// them and prepare it, changing nothing live, and add the steps that make it
+// live; commit() then runs those steps, which throw nothing but resource
+// errors (out of memory). Steps may refer to the reader's tree, which must
+// outlive the commit.
+//
+// A component that does not stage (the default stage_load) is loaded by its
+// load_state at commit, before any staged step; its own state is backed up
+// first (save_state, cloned) and put back if its load_state, or that of a
+// later unstaged component, throws. Components with large state should stage.
+class LoadTransaction {
+ public:
+  void load_later(Stateful& component, const StateReader& reader);
+  void then(std::function<void()> step);
+  void commit();
+
+ private:
+  struct Unstaged {
+    Stateful* component;
+    StateReader reader;
+  };
+  std::vector<Unstaged> unstaged_;
+  std::vector<std::function<void()>> steps_;
+};
+
 // Implemented by every component whose state is part of a checkpoint.
 class Stateful {
  public:
   virtual ~Stateful() = default;
   virtual void save_state(StateWriter& writer) const = 0;
   virtual void load_state(const StateReader& reader) = 0;
+  // See LoadTransaction. Throws like load_state, before changing anything.
+  virtual void stage_load(const StateReader& reader, LoadTransaction& tx) { tx.load_later(*this, reader); }
 };
+
+// load_state of a component that stages: stage, then commit.
+void load_staged(Stateful& component, const StateReader& reader);
 
 }  // namespace continua

@@ -60,8 +60,15 @@ class NamedOptimizer : public Stateful {
 
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
+  // Staged with the model of the same checkpoint (`model`): buffers are
+  // checked against the shapes the parameters will have once the model's
+  // commit ran (its head may grow). The strategy rebinds the optimizer
+  // (bind) between the two commits.
+  void stage_load(const StateReader& reader, const StateReader& model, LoadTransaction& tx);
 
  private:
+  void stage(const StateReader& reader, const StateReader* model, LoadTransaction& tx);
   OptimizerOptions options_;
   std::vector<std::string> names_;
   std::vector<at::Tensor> params_;
@@ -84,6 +91,7 @@ class StepScheduler : public Stateful {
   void reset(NamedOptimizer& optimizer);  // at the start of an experience
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
   bool enabled() const { return options_.step_size_ > 0; }
 
  private:

@@ -34,6 +34,7 @@ class ReplayPlugin : public Plugin {
   void after_training_exp(Strategy& s) override;
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
   int64_t memory_size() const { return exps_.defined() ? exps_.size(0) : 0; }
   // Per memory sample: experience index, position in it, label.
@@ -62,6 +63,7 @@ class EWCPlugin : public Plugin {
   void after_training_exp(Strategy& s) override;
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
   struct Snapshot {
     std::map<std::string, at::Tensor> importances;
@@ -87,6 +89,7 @@ class LwFPlugin : public Plugin {
   void after_training_exp(Strategy& s) override;
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
   const std::shared_ptr<Model>& previous_model() const { return previous_; }
 
  private:
@@ -101,6 +104,7 @@ class CumulativePlugin : public Plugin {
   void after_training_exp(Strategy& s) override;
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
  private:
   std::shared_ptr<const Benchmark> benchmark_;

@@ -157,6 +157,9 @@ class Strategy : public Stateful {
 
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
+  // Every component stages first (Stateful::stage_load), then all commit:
+  // a checkpoint that does not fit changes nothing.
+  void stage_load(const StateReader& reader, LoadTransaction& tx) override;
   // SHA-256 of the whole training state (loggers' file lengths excluded).
   std::string state_digest() const;
 
