@@ -14,6 +14,7 @@
 
 #include "continua/errors.h"
 #include "continua/io/crc32c.h"
+#include "continua/io/mix64.h"
 
 namespace continua {
 
@@ -148,9 +149,24 @@ DistributedContext::DistributedContext(const DistributedEnv& env, DistributedOpt
 
 DistributedContext::~DistributedContext() = default;
 
+namespace {
+
+// Adds the time of one collective to the context's figures when it ends.
+struct CollectiveTimer {
+  double& seconds;
+  int64_t& calls;
+  const double t0 = now_seconds();
+  ~CollectiveTimer() {
+    seconds += now_seconds() - t0;
+    ++calls;
+  }
+};
+
+}  // namespace
+
 void DistributedContext::allreduce_sum(std::vector<at::Tensor>& tensors) {
   if (tensors.empty()) return;
-  const double t0 = now_seconds();
+  CollectiveTimer timer{collective_seconds_, collective_calls_};
   // One flat buffer: one collective however many tensors.
   std::vector<at::Tensor> flat = {at::cat([&] {
     std::vector<at::Tensor> parts;
@@ -166,8 +182,6 @@ void DistributedContext::allreduce_sum(std::vector<at::Tensor>& tensors) {
     t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
     offset += n;
   }
-  collective_seconds_ += now_seconds() - t0;
-  ++collective_calls_;
 }
 
 void DistributedContext::allreduce_mean(std::vector<at::Tensor>& tensors) {
@@ -177,7 +191,7 @@ void DistributedContext::allreduce_mean(std::vector<at::Tensor>& tensors) {
 
 void DistributedContext::broadcast(std::vector<at::Tensor>& tensors, int root) {
   if (tensors.empty()) return;
-  const double t0 = now_seconds();
+  CollectiveTimer timer{collective_seconds_, collective_calls_};
   c10d::BroadcastOptions opts;
   opts.rootRank = root;
   for (auto& t : tensors) {
@@ -185,15 +199,11 @@ void DistributedContext::broadcast(std::vector<at::Tensor>& tensors, int root) {
     impl_->pg->broadcast(one, opts)->wait();
     if (!one[0].is_same(t)) t.copy_(one[0]);
   }
-  collective_seconds_ += now_seconds() - t0;
-  ++collective_calls_;
 }
 
 void DistributedContext::barrier() {
-  const double t0 = now_seconds();
+  CollectiveTimer timer{collective_seconds_, collective_calls_};
   impl_->pg->barrier()->wait();
-  collective_seconds_ += now_seconds() - t0;
-  ++collective_calls_;
 }
 
 namespace {
@@ -207,19 +217,13 @@ double reduce_scalar(c10d::ProcessGroupGloo& pg, double value, c10d::ReduceOp op
 }  // namespace
 
 double DistributedContext::allreduce_sum(double value) {
-  const double t0 = now_seconds();
-  const double r = reduce_scalar(*impl_->pg, value, c10d::ReduceOp::SUM);
-  collective_seconds_ += now_seconds() - t0;
-  ++collective_calls_;
-  return r;
+  CollectiveTimer timer{collective_seconds_, collective_calls_};
+  return reduce_scalar(*impl_->pg, value, c10d::ReduceOp::SUM);
 }
 
 double DistributedContext::allreduce_max(double value) {
-  const double t0 = now_seconds();
-  const double r = reduce_scalar(*impl_->pg, value, c10d::ReduceOp::MAX);
-  collective_seconds_ += now_seconds() - t0;
-  ++collective_calls_;
-  return r;
+  CollectiveTimer timer{collective_seconds_, collective_calls_};
+  return reduce_scalar(*impl_->pg, value, c10d::ReduceOp::MAX);
 }
 
 std::string DistributedContext::broadcast_string(const std::string& value, int root) {
@@ -244,13 +248,6 @@ DataParallelPlugin::DataParallelPlugin(std::shared_ptr<DistributedContext> conte
 
 namespace {
 
-// splitmix64's finalizer: unrelated seeds for neighbouring inputs.
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 }  // namespace
 
@@ -270,7 +267,7 @@ void DataParallelPlugin::enter_rank_stream(int64_t iteration) {
   std::lock_guard<std::mutex> lock(g.mutex());
   replicated_generator_ = g.get_state();
   const uint64_t state_sum = io::crc32c(replicated_generator_.data_ptr(), size_t(replicated_generator_.nbytes()));
-  g.set_current_seed(mix64(state_sum ^ mix64(uint64_t(iteration) ^ mix64(uint64_t(ctx_->rank()) + 1))));
+  g.set_current_seed(io::mix64(state_sum ^ io::mix64(uint64_t(iteration) ^ io::mix64(uint64_t(ctx_->rank()) + 1))));
 }
 
 void DataParallelPlugin::leave_rank_stream() {
@@ -338,6 +335,8 @@ bool DataParallelPlugin::agree_stop(bool local) {
   stop_agreed_ = ctx_->allreduce_max(local ? 1.0 : 0.0) > 0.5;
   return stop_agreed_;
 }
+
+void DataParallelPlugin::iteration_failed(Strategy&) { leave_rank_stream(); }
 
 void DataParallelPlugin::after_training_iteration(Strategy& s) {
   leave_rank_stream();

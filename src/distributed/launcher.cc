@@ -25,8 +25,9 @@ std::atomic<int> g_forward_signal{0};
 
 void record_signal(int signo) { g_forward_signal.store(signo); }
 
-// A TCP port the kernel had free a moment ago (bind to port 0).
-int free_port() {
+}  // namespace
+
+int free_local_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw Error(std::string("cannot open a socket to find a free port: ") + std::strerror(errno));
   sockaddr_in addr{};
@@ -43,8 +44,6 @@ int free_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
-
-}  // namespace
 
 std::vector<std::string> own_arguments() {
   std::ifstream f("/proc/self/cmdline", std::ios::binary);
@@ -64,7 +63,7 @@ std::vector<std::string> own_arguments() {
 int run_local_ranks(const std::string& program, const std::vector<std::string>& args, int nproc,
                     int tolerated_status) {
   if (nproc < 1) throw InvalidArgument("--nproc must be >= 1, got " + std::to_string(nproc));
-  const int port = free_port();
+  const int port = free_local_port();
   const int signals[] = {SIGTERM, SIGINT, SIGUSR1};
   struct sigaction old[3];
   struct sigaction sa {};

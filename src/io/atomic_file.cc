@@ -1,4 +1,5 @@
 #include "continua/io/atomic_file.h"
+#include "continua/io/mix64.h"
 
 #include <unistd.h>
 
@@ -19,11 +20,8 @@ std::string temp_path_for(const std::string& path) {
     return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
            static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }();
-  uint64_t x = seed + 0x9E3779B97F4A7C15ull * (counter.fetch_add(1) + 1);
-  // splitmix64 finalizer: consecutive counters give unrelated names.
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  x ^= x >> 31;
+  // Consecutive counters give unrelated names.
+  const uint64_t x = io::finalize64(seed + 0x9E3779B97F4A7C15ull * (counter.fetch_add(1) + 1));
   char buf[64];
   std::snprintf(buf, sizeof buf, ".tmp.%ld.%016llx", static_cast<long>(::getpid()),
                 static_cast<unsigned long long>(x));

@@ -148,32 +148,37 @@ bool Strategy::train(const Experience& experience) {
       Batch b = set.get(loop_.order.narrow(0, loop_.position, take));
       mb_x = b.x.to(dev);
       mb_y = b.y.to(dev);
-      for (auto& p : plugins_) p->before_training_iteration(*this);
-      optimizer_.zero_grad();
-      mb_output = model_->forward(mb_x);
-      for (auto& p : plugins_) p->after_forward(*this);
-      loss = torch::nn::functional::cross_entropy(mb_output, mb_y);
-      double batch_loss;
-      {
-        // Metrics of the batch before penalties, as a user reads them.
-        torch::NoGradGuard ng;
-        batch_loss = loss.item<double>();
-        int64_t batch_correct = mb_output.argmax(1).eq(mb_y).sum().item<int64_t>();
-        for (auto& p : plugins_) p->reduce_batch_metrics(*this, take, batch_loss, batch_correct);
-        loop_.loss_sum += batch_loss * take;
-        loop_.correct += batch_correct;
-        loop_.seen += take;
+      try {
+        for (auto& p : plugins_) p->before_training_iteration(*this);
+        optimizer_.zero_grad();
+        mb_output = model_->forward(mb_x);
+        for (auto& p : plugins_) p->after_forward(*this);
+        loss = torch::nn::functional::cross_entropy(mb_output, mb_y);
+        double batch_loss;
+        {
+          // Metrics of the batch before penalties, as a user reads them.
+          torch::NoGradGuard ng;
+          batch_loss = loss.item<double>();
+          int64_t batch_correct = mb_output.argmax(1).eq(mb_y).sum().item<int64_t>();
+          for (auto& p : plugins_) p->reduce_batch_metrics(*this, take, batch_loss, batch_correct);
+          loop_.loss_sum += batch_loss * take;
+          loop_.correct += batch_correct;
+          loop_.seen += take;
+        }
+        for (auto& p : plugins_) p->before_backward(*this);
+        loss.backward();
+        for (auto& p : plugins_) p->after_backward(*this);
+        optimizer_.step();
+        loop_.position += take;
+        ++clock_.train_iterations;
+        ++clock_.experience_iterations;
+        evaluator_->record_progress({experience.index(), loop_.epoch, options_.epochs_,
+                                     loop_.position, n, batch_loss});
+        for (auto& p : plugins_) p->after_training_iteration(*this);
+      } catch (...) {
+        for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it) (*it)->iteration_failed(*this);
+        throw;
       }
-      for (auto& p : plugins_) p->before_backward(*this);
-      loss.backward();
-      for (auto& p : plugins_) p->after_backward(*this);
-      optimizer_.step();
-      loop_.position += take;
-      ++clock_.train_iterations;
-      ++clock_.experience_iterations;
-      evaluator_->record_progress({experience.index(), loop_.epoch, options_.epochs_,
-                                   loop_.position, n, batch_loss});
-      for (auto& p : plugins_) p->after_training_iteration(*this);
       if (iteration_callback_) iteration_callback_(*this);
     }
     EpochRecord r;

@@ -1,5 +1,6 @@
 // Data-parallel training with real processes on loopback: `continua run
 // --nproc 2` (DataParallelPlugin over c10d Gloo).
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,7 @@
 
 #include "continua/distributed/distributed.h"
 #include "continua/errors.h"
+#include "continua/training/strategy.h"
 #include "test_util.h"
 
 namespace continua {
@@ -273,6 +275,38 @@ TEST(DataParallel, EnvironmentIsReadAndCheckedAndFailuresPropagate) {
   auto r = run_command(continua_bin() + " run --nproc 2 --benchmark no-such-benchmark 2>&1");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("no-such-benchmark"), std::string::npos) << r.output;
+}
+
+// A plugin that throws in the middle of iteration `at` (after the forward,
+// which drew dropout masks from the rank's stream).
+struct ThrowAt : Plugin {
+  explicit ThrowAt(int64_t at) : at(at) {}
+  int64_t at;
+  std::string name() const override { return "throw_at"; }
+  bool part_of_state() const override { return false; }
+  void after_forward(Strategy& s) override {
+    if (s.clock().train_iterations == at) throw std::runtime_error("boom");
+  }
+};
+
+// An iteration that throws under DataParallelPlugin leaves torch's generator
+// on the replicated stream (Plugin::iteration_failed), so a caller that
+// catches the error and saves stores the replicated state, not the rank's.
+TEST(DataParallel, GeneratorGoesBackToTheReplicatedStreamWhenAnIterationThrows) {
+  DistributedEnv env;  // one rank, in this process
+  env.master_port = free_local_port();
+  auto ctx = std::make_shared<DistributedContext>(env);
+  auto b = testing::synthetic_benchmark(41, 1);
+  auto s = testing::make_test_strategy("naive", *b);  // dropout 0.1: the forward draws
+  s->add_plugin(std::make_shared<DataParallelPlugin>(ctx));
+  s->add_plugin(std::make_shared<ThrowAt>(3));
+  at::Tensor before;
+  s->set_iteration_callback([&](Strategy& st) {
+    if (st.clock().train_iterations == 3) before = at::detail::getDefaultCPUGenerator().get_state();
+  });
+  EXPECT_THROW(s->train(b->train_stream()[0]), std::runtime_error);
+  ASSERT_TRUE(before.defined());
+  EXPECT_TRUE(at::detail::getDefaultCPUGenerator().get_state().equal(before));
 }
 
 }  // namespace

@@ -120,6 +120,10 @@ class DistributedContext {
 int run_local_ranks(const std::string& program, const std::vector<std::string>& args, int nproc,
                     int tolerated_status);
 
+// A TCP port on 127.0.0.1 that the kernel had free a moment ago (bind to
+// port 0): the MASTER_PORT of local ranks. Throws Error if there is none.
+int free_local_port();
+
 // The arguments this process was started with (from /proc/self/cmdline),
 // without argv[0].
 std::vector<std::string> own_arguments();
@@ -149,6 +153,8 @@ class DataParallelPlugin : public Plugin {
   void reduce_batch_metrics(Strategy& s, int64_t take, double& batch_loss, int64_t& batch_correct) override;
   void after_backward(Strategy& s) override;
   void after_training_iteration(Strategy& s) override;
+  // Puts torch's generator back on the replicated stream.
+  void iteration_failed(Strategy& s) override;
 
   DistributedContext& context() { return *ctx_; }
   // Seconds spent in the gradient all-reduce and in training iterations

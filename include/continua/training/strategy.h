@@ -90,6 +90,10 @@ class Plugin : public Stateful {
   virtual void before_backward(Strategy&) {}
   virtual void after_backward(Strategy&) {}
   virtual void after_training_iteration(Strategy&) {}
+  // An exception left a training iteration (a hook, the forward or backward
+  // threw): every plugin is told, in reverse order, so it can undo what it
+  // set up for the iteration; then the exception goes on to the caller.
+  virtual void iteration_failed(Strategy&) {}
   virtual void after_training_epoch(Strategy&) {}
   virtual void after_training_exp(Strategy&) {}
   virtual void before_eval(Strategy&) {}
