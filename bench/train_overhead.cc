@@ -54,6 +54,7 @@ std::unique_ptr<continua::Strategy> strategy_for(const continua::Benchmark& b) {
 struct Timed {
   double seconds;
   int64_t iterations;
+  double stall_seconds = 0;  // inside AsyncCheckpointer::save, and the final wait
 };
 
 // The strategy; with `checkpointer`, an async save after every experience
@@ -61,13 +62,22 @@ struct Timed {
 Timed run_strategy(const continua::Benchmark& b, continua::AsyncCheckpointer* checkpointer,
                    const std::string& path) {
   auto s = strategy_for(b);
+  double stall = 0;
   const auto t0 = Clock::now();
   for (const auto& exp : b.train_stream()) {
     s->train(exp);
-    if (checkpointer) checkpointer->save(*s, path);
+    if (checkpointer) {
+      const auto t = Clock::now();
+      checkpointer->save(*s, path);
+      stall += since(t);
+    }
   }
-  if (checkpointer) checkpointer->wait();
-  return {since(t0), s->clock().train_iterations};
+  if (checkpointer) {
+    const auto t = Clock::now();
+    checkpointer->wait();
+    stall += since(t);
+  }
+  return {since(t0), s->clock().train_iterations, stall};
 }
 
 // What a user would write with LibTorch alone: the same model, SGD, batches.
@@ -117,7 +127,7 @@ int main(int argc, char** argv) {
 
   // 1 and 2, alternated so that drifts in machine load hit all alike.
   run_bare(*b);  // warm-up: allocator, OpenBLAS threads
-  std::vector<double> t_strategy, t_bare, t_async;
+  std::vector<double> t_strategy, t_bare, t_async, t_stall;
   int64_t iters = 0, bare_iters = 0;
   continua::AsyncCheckpointer checkpointer;
   for (int64_t r = 0; r < repeat; ++r) {
@@ -127,10 +137,11 @@ int main(int argc, char** argv) {
     t_strategy.push_back(s.seconds);
     t_bare.push_back(bare.seconds);
     t_async.push_back(a.seconds);
+    t_stall.push_back(a.stall_seconds);
     iters = s.iterations;
     bare_iters = bare.iterations;
   }
-  const double ms = median(t_strategy), mb = median(t_bare), ma = median(t_async);
+  const double ms = median(t_strategy), mb = median(t_bare), ma = median(t_async), mstall = median(t_stall);
   const double ckpt_bytes = static_cast<double>(std::filesystem::file_size(path));
 
   // 3. Checkpoint size and time against the dataset's size.
@@ -165,6 +176,8 @@ int main(int argc, char** argv) {
               100.0 * ((ms / iters) / (mb / bare_iters) - 1.0));
   std::printf("async checkpoint after every experience: %+.1f%% of training time (file %.1f MiB)\n",
               100.0 * (ma / ms - 1.0), ckpt_bytes / 1048576.0);
+  std::printf("  of which training waited in save() and the final wait: %.1f ms, %.2f%% of the run\n",
+              1000.0 * mstall, 100.0 * mstall / ma);
   for (const auto& d : by_dataset) {
     std::printf("dataset subset %6lld: checkpoint %lld bytes, save %.4f s\n",
                 static_cast<long long>(d["subset"].get<int64_t>()),
@@ -178,6 +191,8 @@ int main(int argc, char** argv) {
                       {"bare_iterations", bare_iters},
                       {"strategy_overhead", (ms / iters) / (mb / bare_iters) - 1.0},
                       {"async_checkpoint_overhead", ma / ms - 1.0},
+                      {"async_stall_seconds", mstall},
+                      {"async_stall_fraction", mstall / ma},
                       {"checkpoint_bytes", ckpt_bytes},
                       {"by_dataset", by_dataset}};
   std::cout << j.dump() << std::endl;
