@@ -154,7 +154,7 @@ void SafetensorsReader::verify_tensor(const TensorInfo& info) const {
 void SafetensorsReader::verify_all() const {
   constexpr uint64_t kPrefetchMin = uint64_t{32} << 20;
   constexpr uint64_t kChunk = uint64_t{4} << 20;
-  constexpr uint64_t kWindow = uint64_t{64} << 20;
+  constexpr uint64_t kWindow = uint64_t{16} << 20;
   if (size_ < kPrefetchMin) {
     for (const TensorInfo& t : tensors_) verify_tensor(t);
     return;

@@ -167,14 +167,19 @@ TEST(StagedLoad, LoadIntoALiveStrategyHoldsNoSecondCopyOfTheState) {
   ASSERT_GT(state_bytes, int64_t{100} << 20);
   auto live = make(2);
   train_experiences(*live, *b, 1);  // momentum buffers exist: the load reuses them
-  if (!io::reset_peak_resident()) GTEST_SKIP() << "/proc/self/clear_refs is not writable here";
-  const int64_t before = io::resident_bytes();
-  maybe_load_checkpoint(*live, d.file("big.st"));
-  const int64_t rise = io::peak_resident_bytes() - before;
-  EXPECT_EQ(live->state_digest(), a->state_digest());
-  std::printf("state %.1f MiB, peak rise during the load %.1f MiB\n", state_bytes / 1048576.0,
-              rise / 1048576.0);
-  EXPECT_LT(rise, state_bytes / 2) << "state " << state_bytes << " bytes";
+  // Twice: the first load reads a file the O_DIRECT save left out of the
+  // page cache; the second finds it cached, so verification's read-ahead
+  // runs its full window ahead of the checksum.
+  for (const char* pass : {"first", "second (file cached)"}) {
+    if (!io::reset_peak_resident()) GTEST_SKIP() << "/proc/self/clear_refs is not writable here";
+    const int64_t before = io::resident_bytes();
+    maybe_load_checkpoint(*live, d.file("big.st"));
+    const int64_t rise = io::peak_resident_bytes() - before;
+    EXPECT_EQ(live->state_digest(), a->state_digest());
+    std::printf("%s load: state %.1f MiB, peak rise %.1f MiB\n", pass, state_bytes / 1048576.0,
+                rise / 1048576.0);
+    EXPECT_LT(rise, state_bytes / 2) << pass << " load, state " << state_bytes << " bytes";
+  }
 }
 
 }  // namespace

@@ -153,7 +153,7 @@ class SafetensorsReader {
   // Throws CorruptionError naming the tensor if its bytes fail their CRC32C.
   void verify_tensor(const TensorInfo& info) const;
   // Every tensor. On a mapped file the pages are read ahead by a helper
-  // thread at most 64 MiB ahead and given back to the page cache once
+  // thread at most 16 MiB ahead and given back to the page cache once
   // checked, so verifying holds a bounded part of the file in memory.
   void verify_all() const;
 
