@@ -61,7 +61,9 @@ bool requeue(const std::string& job) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
   }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  // SLURM ends the job's processes when it requeues it, scontrol included,
+  // sometimes before scontrol exits: ended by a signal, the requeue is under way.
+  return WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace

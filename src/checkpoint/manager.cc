@@ -91,6 +91,11 @@ CheckpointManager::CheckpointManager(const CheckpointManagerOptions& options) : 
       fs().remove(e.path().string());
     }
   }
+  // Checkpoints beyond keep_last: a process killed between a commit and its
+  // retention left them. Pruned now, so that repeated kills never pile up
+  // more than keep_last + 1 files (the one being committed).
+  const std::vector<Entry> entries = list();
+  for (size_t i = 0; i + size_t(options_.keep_last_) < entries.size(); ++i) fs().remove(entries[i].path);
 }
 
 CheckpointManager::~CheckpointManager() = default;  // the lock is released with lock_

@@ -135,7 +135,11 @@ void check(const RunOptions& o) {
   }
 }
 
-// Runs `scontrol requeue <job>`; returns whether it succeeded.
+// Runs `scontrol requeue <job>`; returns whether it succeeded. SLURM ends
+// the processes of a job it requeues, scontrol included, sometimes before
+// scontrol has printed or exited: scontrol ended by a signal means the
+// requeue is under way (seen in the package test: "JOB 1 CANCELLED DUE TO
+// JOB REQUEUE" before scontrol returned).
 bool requeue_slurm_job(const std::string& job) {
   std::vector<std::string> args = {"scontrol", "requeue", job};
   std::vector<char*> argv;
@@ -148,6 +152,11 @@ bool requeue_slurm_job(const std::string& job) {
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    io::ErrLine() << "continua: --requeue: scontrol was ended by " << signal_name(WTERMSIG(status))
+                  << ", as SLURM ends the job's processes when it requeues it";
+    return true;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     io::ErrLine() << "continua: --requeue: 'scontrol requeue " << job << "' failed (SLURM may be requeuing the job already)\n";

@@ -161,15 +161,17 @@ void SafetensorsReader::verify_all() const {
   }
   std::mutex mu;
   std::condition_variable cv;
-  uint64_t ready = 0;    // bytes [0, ready) are resident
-  uint64_t checked = 0;  // the checksum has passed offset `checked`
+  uint64_t ready = 0;  // bytes [0, ready) are resident
+  uint64_t needed = 0;  // the checksum is at (or waiting for) offset `needed`
   bool stop = false;
   std::thread helper([&] {
     volatile uint8_t sink = 0;
     for (uint64_t off = 0; off < size_; off += kChunk) {
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || off < checked + kWindow; });
+        // Relative to where the checksum is, not to what it has checked:
+        // a header or a gap larger than the window is walked through.
+        cv.wait(lock, [&] { return stop || off < needed + kWindow; });
         if (stop) break;
       }
       const uint64_t end = std::min(size_, off + kChunk);
@@ -203,16 +205,13 @@ void SafetensorsReader::verify_all() const {
       const uint64_t end = t.offset + done + n;
       {
         std::unique_lock<std::mutex> lock(mu);
+        needed = t.offset + done;  // end - needed <= kChunk < kWindow: the helper gets there
+        cv.notify_all();
         cv.wait(lock, [&] { return ready >= end; });
       }
       crc = io::crc32c_extend(crc, base_ + t.offset + done, static_cast<size_t>(n));
       drop_pages(base_ + t.offset + done, n);
       done += n;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        checked = end;
-      }
-      cv.notify_all();
     }
     if (crc != t.crc32c) {
       CONTINUA_CORRUPT("tensor '" + t.name + "' fails its CRC32C check (stored " +

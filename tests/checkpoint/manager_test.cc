@@ -282,6 +282,30 @@ TEST(CheckpointManager, RemovesTemporaryFilesOfAKilledSaveOnOpen) {
   EXPECT_EQ(names_in(dir.path()), (std::vector<std::string>{"LOCK", "notes.txt"}));
 }
 
+// A process killed between a commit and its retention leaves one file too
+// many; killed again, two. Opening the directory prunes to keep_last, so
+// repeated kills never pile up more than keep_last + 1 (seen in the SIGKILL
+// torture: 4 files with --keep-last 2 after two kills in a row).
+TEST(CheckpointManager, OpeningPrunesCheckpointsBeyondKeepLast) {
+  TempDir dir;
+  auto bench = testing::synthetic_benchmark();
+  auto s = testing::make_test_strategy("naive", *bench);
+  std::vector<std::string> saved;
+  {
+    CheckpointManager m(CheckpointManagerOptions().directory(dir.path()).keep_last(5));
+    s->set_iteration_callback([&](Strategy& st) {
+      if (st.clock().train_iterations % 2 == 0 && saved.size() < 4) saved.push_back(m.save(st));
+    });
+    ASSERT_TRUE(s->train(bench->train_stream()[0]));
+  }
+  ASSERT_EQ(saved.size(), 4u);
+  CheckpointManager m(CheckpointManagerOptions().directory(dir.path()).keep_last(2));
+  auto entries = m.list();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].path, saved[2]);
+  EXPECT_EQ(entries[1].path, saved[3]);
+}
+
 TEST(CheckpointManager, RejectsBadOptions) {
   TempDir dir;
   EXPECT_THROW(CheckpointManager{CheckpointManagerOptions()}, InvalidArgument);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <numeric>
 #include <sstream>
 
@@ -251,6 +252,36 @@ TEST(Safetensors, OpenMissingFileIsIoError) {
     EXPECT_EQ(std::string(e.what()),
               "cannot open checkpoint '" + dir.file("nope") + "': No such file or directory");
   }
+}
+
+// verify_all reads ahead of the checksum within a window of where the
+// checksum is: a header larger than that window (a 24 MiB metadata value)
+// and tensors spanning several windows are walked through (a window counted
+// from the last checked byte deadlocked on such a header), and a damaged
+// byte in the last tensor is still found.
+TEST(Safetensors, VerifyAllWalksPastAHeaderLargerThanItsReadAheadWindow) {
+  TempDir dir;
+  Fixture f;
+  f.add("a", DType::F32, {10 << 20}, 1);  // 40 MiB
+  f.add("b", DType::U8, {5 << 20}, 2);
+  const std::string path = dir.file("big");
+  save_file(io::default_file_system(), path, f.views, {{"note", std::string(24 << 20, 'x')}});
+  {
+    auto r = SafetensorsReader::open_file(path);
+    r.verify_all();
+    expect_same(r, f);
+  }
+  auto r = SafetensorsReader::open_file(path);
+  const TensorInfo* b = r.find("b");
+  ASSERT_NE(b, nullptr);
+  ASSERT_GT(b->offset, uint64_t{24} << 20);
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(std::streamoff(b->offset + b->nbytes - 3));
+    io.put('\x5a');
+  }
+  auto damaged = SafetensorsReader::open_file(path);
+  EXPECT_THROW(damaged.verify_all(), CorruptionError);
 }
 
 }  // namespace

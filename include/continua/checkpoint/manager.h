@@ -31,7 +31,8 @@
 // - The constructor creates the directory if needed, takes an exclusive
 //   flock on `<dir>/LOCK` for the manager's lifetime (released by the kernel
 //   if the process dies), and removes the `ckpt-*.tmp.*` files a killed
-//   process left. A directory locked by another live manager (in this or
+//   process left, and the checkpoints beyond the newest keep_last (left by a
+//   process killed between a commit and its retention). A directory locked by another live manager (in this or
 //   another process) throws IoError naming the directory and the holder's pid.
 // - save() checks free space first: when the estimated file size (the
 //   state's tensor bytes plus its metadata) does not fit, it throws IoError
