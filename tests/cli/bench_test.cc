@@ -9,15 +9,21 @@
 namespace continua::testing {
 namespace {
 
+// `continua bench --bytes BYTES --repeat 1 --json` in `dir`: its JSON.
+nlohmann::json bench_json(const TempDir& dir, const std::string& bytes) {
+  const auto r = run_command(continua_bin() + " bench --bytes " + bytes + " --repeat 1 --json --dir " +
+                             dir.path() + " 2>/dev/null");
+  EXPECT_EQ(r.status, 0) << r.output;
+  return nlohmann::json::parse(r.output, nullptr, /*allow_exceptions=*/false);
+}
+
 TEST(BenchCommand, SmallRunPrintsTheRatiosAsJson) {
   TempDir dir;
-  const auto r = run_command(continua_bin() + " bench --bytes 8M --repeat 1 --json --dir " +
-                             dir.path() + " 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output);
+  const auto j = bench_json(dir, "8M");
+  ASSERT_TRUE(j.is_object()) << j;
   for (const char* k : {"save_vs_raw_write", "load_vs_raw_read", "save_vs_torch_save",
                         "load_vs_torch_load", "load_vs_torch_load_warm", "async_stall_vs_memcpy"}) {
-    ASSERT_TRUE(j.contains(k)) << k << "\n" << r.output;
+    ASSERT_TRUE(j.contains(k)) << k << "\n" << j;
     EXPECT_TRUE(j[k].is_number()) << k;
     EXPECT_GT(j[k].get<double>(), 0.0) << k;
   }
@@ -37,11 +43,9 @@ TEST(BenchCommand, SmallRunPrintsTheRatiosAsJson) {
 
 TEST(BenchCommand, ASizeListMeasuresEachAndHowTimesScale) {
   TempDir dir;
-  const auto r = run_command(continua_bin() + " bench --bytes 1M,2M --repeat 1 --json --dir " +
-                             dir.path() + " 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output);
-  ASSERT_EQ(j["sizes"].size(), 2u) << r.output;
+  const auto j = bench_json(dir, "1M,2M");
+  ASSERT_TRUE(j.is_object()) << j;
+  ASSERT_EQ(j["sizes"].size(), 2u) << j;
   EXPECT_LT(j["sizes"][0]["state_bytes"].get<double>(), j["sizes"][1]["state_bytes"].get<double>());
   for (const char* k : {"continua_save", "continua_load_cold", "torch_save_fsync", "torch_load_cold"}) {
     ASSERT_EQ(j["scaling"][k].size(), 2u) << k;
