@@ -14,10 +14,10 @@
 #include <thread>
 
 #include "continua/errors.h"
+#include "continua/io/console.h"
 #include "continua/io/file_system.h"
 #include "continua/state/object_registry.h"
 #include "continua/training/strategy.h"
-#include "continua/io/console.h"
 
 namespace continua {
 namespace {

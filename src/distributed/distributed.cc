@@ -246,11 +246,6 @@ DataParallelPlugin::DataParallelPlugin(std::shared_ptr<DistributedContext> conte
   if (!ctx_) throw InvalidArgument("DataParallelPlugin: no DistributedContext");
 }
 
-namespace {
-
-
-}  // namespace
-
 // torch's default CPU generator is part of the replicated state, but what a
 // rank draws from it during an iteration (dropout on its own chunk) is
 // per-rank. So the replicated generator's state is set aside for the

@@ -4,7 +4,6 @@
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -164,8 +163,8 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
   // model's when the model loads in the same transaction (its head may grow),
   // else the live one.
   struct Staged {
-    int64_t step = 0;
-    std::vector<std::string> buffers;  // which of the type's buffers were saved
+    int64_t step = 0;             // adam
+    bool max_exp_avg_sq = false;  // adam with amsgrad
   };
   std::map<std::string, Staged> staged;
   StateReader sr = reader.child("state");
@@ -179,7 +178,6 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
       if (t.sizes() != shape) {
         r.fail(key, "shape " + c10::str(t.sizes()) + " does not fit parameter " + c10::str(shape));
       }
-      st.buffers.push_back(key);
     };
     if (saved.type_ == "sgd") {
       if (!r.has("momentum_buffer")) continue;
@@ -188,7 +186,8 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
       st.step = r.get<int64_t>("step");
       fit("exp_avg");
       fit("exp_avg_sq");
-      if (r.has("max_exp_avg_sq")) fit("max_exp_avg_sq");
+      st.max_exp_avg_sq = r.has("max_exp_avg_sq");
+      if (st.max_exp_avg_sq) fit("max_exp_avg_sq");
     }
     staged[names_[i]] = std::move(st);
   }
@@ -214,9 +213,6 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
         r.copy_into(key, b);
         return b;
       };
-      auto has = [&](const char* key) {
-        return std::find(it->second.buffers.begin(), it->second.buffers.end(), key) != it->second.buffers.end();
-      };
       if (saved.type_ == "sgd") {
         auto s = std::make_unique<torch::optim::SGDParamState>();
         at::Tensor live;
@@ -230,7 +226,7 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
         s->step(it->second.step);
         s->exp_avg(buffer(l.exp_avg(), "exp_avg"));
         s->exp_avg_sq(buffer(l.exp_avg_sq(), "exp_avg_sq"));
-        if (has("max_exp_avg_sq")) s->max_exp_avg_sq(buffer(l.max_exp_avg_sq(), "max_exp_avg_sq"));
+        if (it->second.max_exp_avg_sq) s->max_exp_avg_sq(buffer(l.max_exp_avg_sq(), "max_exp_avg_sq"));
         next[names_[i]] = std::move(s);
       }
     }

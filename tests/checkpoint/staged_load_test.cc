@@ -143,6 +143,38 @@ TEST(StagedLoad, UnstagedUserPluginIsRestoredWhenItThrowsHalfWay) {
   EXPECT_EQ(victim->state_digest(), a->state_digest());
 }
 
+// Adam's buffers (step, exp_avg, exp_avg_sq) are staged and copied into the
+// live ones like SGD's momentum: a resumed Adam run ends bit-identical to an
+// uninterrupted one, and a buffer of the wrong shape changes nothing.
+TEST(StagedLoad, AdamResumesBitExactAndRefusesAWrongBuffer) {
+  auto b = synthetic_benchmark(35, 5);
+  TempDir d;
+  auto make = [&](uint64_t seed) {
+    torch::manual_seed(seed);
+    return std::make_shared<Strategy>(
+        make_model(ModelOptions().input_size(b->input_size()).hidden(32)),
+        StrategyOptions().train_mb_size(16).seed(seed).optimizer(OptimizerOptions().type("adam").lr(0.01)));
+  };
+  auto whole = make(1);
+  train_experiences(*whole, *b, 3);
+  auto first = make(1);
+  train_experiences(*first, *b, 1);
+  save_checkpoint(*first, d.file("adam.st"));
+  // Into a strategy that has trained (its Adam buffers exist and are reused).
+  auto resumed = make(2);
+  train_experiences(*resumed, *b, 1);
+  maybe_load_checkpoint(*resumed, d.file("adam.st"));
+  EXPECT_EQ(resumed->state_digest(), first->state_digest());
+  for (int64_t i = 1; i < 3; ++i) ASSERT_TRUE(resumed->train(b->train_stream()[i]));
+  EXPECT_EQ(resumed->state_digest(), whole->state_digest());
+
+  LoadedCheckpoint ck = read_checkpoint(d.file("adam.st"));
+  const std::string key = "strategy.optimizer.state.features.0.weight.exp_avg_sq";
+  ASSERT_TRUE(ck.tree.contains(key));
+  ck.tree.set(key, torch::zeros({3, 3}));
+  expect_refused_unchanged(*resumed, ck, key);
+}
+
 // Peak memory of a load into a live strategy: the state plus bounded
 // buffers, not a second copy of the state (no backup, no staged clones, the
 // file's pages dropped once copied). 2.5x the state before the staged load.
