@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -10,7 +11,7 @@
 #include <sstream>
 #include <sys/wait.h>
 
-#include "continua/training/plugins.h"
+#include "continua/training/registry.h"
 
 namespace continua::testing {
 
@@ -51,6 +52,12 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string test_name(std::string strategy) {
+  for (char& c : strategy)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return strategy;
+}
+
 std::shared_ptr<Benchmark> synthetic_benchmark(uint64_t seed, int64_t experiences) {
   return make_benchmark(
       BenchmarkOptions().name("split-synthetic").seed(seed).experiences(experiences));
@@ -67,10 +74,7 @@ std::unique_ptr<Strategy> make_test_strategy(const std::string& name, const Benc
                  .epochs(epochs)
                  .seed(seed)
                  .optimizer(OptimizerOptions().lr(0.05).momentum(0.9)));
-  PluginOptions po;
-  po.mem_size = 50;
-  po.seed = seed;
-  for (auto& p : make_strategy_plugins(name, po)) s->add_plugin(p);
+  configure_strategy(*s, name, {{"mem-size", 50}, {"mem-mb-size", 16}}, seed);
   return s;
 }
 

@@ -34,6 +34,9 @@ std::string continua_bin();
 bool have_fmnist();
 std::string read_file(const std::string& path);
 
+// A gtest-safe name for a strategy ("er-ace" -> "er_ace").
+std::string test_name(std::string strategy);
+
 // A small synthetic benchmark and a strategy on it, seeded.
 std::shared_ptr<Benchmark> synthetic_benchmark(uint64_t seed = 1, int64_t experiences = 5);
 std::unique_ptr<Strategy> make_test_strategy(const std::string& name, const Benchmark& bench,

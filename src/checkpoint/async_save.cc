@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "continua/errors.h"
-#include "continua/training/strategy.h"
 
 namespace continua {
 
@@ -61,7 +60,7 @@ void AsyncCheckpointer::wait() {
 
 uint64_t AsyncCheckpointer::buffer_bytes() const { return buffer_->size; }
 
-AsyncSaveHandle AsyncCheckpointer::save(const Strategy& strategy, const std::string& path,
+AsyncSaveHandle AsyncCheckpointer::save(const Checkpointable& strategy, const std::string& path,
                                         const SaveOptions& options) {
   std::lock_guard<std::mutex> lock(mu_);
   const auto t0 = std::chrono::steady_clock::now();

@@ -11,7 +11,6 @@
 #include "continua/format/checkpoint_metadata.h"
 #include "continua/format/safetensors.h"
 #include "continua/io/file_system.h"
-#include "continua/training/strategy.h"
 
 namespace continua {
 namespace {
@@ -250,7 +249,7 @@ at::Tensor MapLocation::apply(const at::Tensor& t, const std::string& saved) con
 
 // ------------------------------------------------------------ save
 
-StateTree strategy_state(const Strategy& strategy) {
+StateTree strategy_state(const Checkpointable& strategy) {
   StateTree tree;
   StateWriter w(tree, kRoot);
   strategy.save_state(w);
@@ -264,11 +263,11 @@ void write_checkpoint(const StateTree& tree, int64_t next_experience, const std:
   format::save_file(fs, path, p.views, p.metadata);
 }
 
-void save_checkpoint(const Strategy& strategy, const std::string& path, const SaveOptions& options) {
+void save_checkpoint(const Checkpointable& strategy, const std::string& path, const SaveOptions& options) {
   write_checkpoint(strategy_state(strategy), strategy.next_experience(), path, options);
 }
 
-void save_checkpoint(const Strategy& strategy, std::ostream& out, const SaveOptions& options) {
+void save_checkpoint(const Checkpointable& strategy, std::ostream& out, const SaveOptions& options) {
   Prepared p = prepare(strategy_state(strategy), strategy.next_experience(), options);
   format::write_safetensors(out, p.views, p.metadata);
   out.flush();
@@ -288,7 +287,7 @@ LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
   return read(format::SafetensorsReader::from_stream(in, name), map_location, unique_objects);
 }
 
-int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint) {
+int64_t load_state_tree(Checkpointable& strategy, const LoadedCheckpoint& checkpoint) {
   // All or nothing without a copy of the live state: every component checks
   // and stages its part (Stateful::stage_load) before any changes; the
   // commit then copies into the live tensors.
@@ -321,19 +320,16 @@ int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint) 
   return checkpoint.next_experience;
 }
 
-std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, const std::string& path,
-                                                    const MapLocation& map_location,
-                                                    const UniqueObjects& unique_objects) {
+int64_t load_checkpoint_if_present(Checkpointable& strategy, const std::string& path,
+                                   const MapLocation& map_location, const UniqueObjects& unique_objects) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return {strategy, 0};
-  return {strategy, load_state_tree(strategy, read_checkpoint(path, map_location, unique_objects))};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return 0;
+  return load_state_tree(strategy, read_checkpoint(path, map_location, unique_objects));
 }
 
-std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, std::istream& in,
-                                                    const MapLocation& map_location,
-                                                    const UniqueObjects& unique_objects) {
-  return {strategy,
-          load_state_tree(strategy, read_checkpoint(in, "<stream>", map_location, unique_objects))};
+int64_t load_checkpoint_from_stream(Checkpointable& strategy, std::istream& in,
+                                    const MapLocation& map_location, const UniqueObjects& unique_objects) {
+  return load_state_tree(strategy, read_checkpoint(in, "<stream>", map_location, unique_objects));
 }
 
 }  // namespace continua

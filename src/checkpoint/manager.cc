@@ -17,7 +17,6 @@
 #include "continua/io/console.h"
 #include "continua/io/file_system.h"
 #include "continua/state/object_registry.h"
-#include "continua/training/strategy.h"
 
 namespace continua {
 namespace {
@@ -167,8 +166,8 @@ uint64_t CheckpointManager::estimate_size(const StateTree& tree, const SaveOptio
   return bytes;
 }
 
-std::string CheckpointManager::save(const Strategy& strategy, const SaveOptions& options) {
-  const int64_t step = strategy.clock().train_iterations;
+std::string CheckpointManager::save(const Checkpointable& strategy, const SaveOptions& options) {
+  const int64_t step = strategy.step();
   const std::string path = path_for(step);
   StateTree tree = strategy_state(strategy);
   SaveOptions o = options;
@@ -203,9 +202,8 @@ std::string CheckpointManager::save(const Strategy& strategy, const SaveOptions&
   return path;
 }
 
-std::pair<Strategy&, int64_t> CheckpointManager::maybe_load(Strategy& strategy,
-                                                            const MapLocation& map_location,
-                                                            const UniqueObjects& unique_objects) {
+int64_t CheckpointManager::load_newest(Checkpointable& strategy, const MapLocation& map_location,
+                                       const UniqueObjects& unique_objects) {
   std::vector<Entry> entries = list();
   std::vector<std::string> failures;
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
@@ -235,14 +233,14 @@ std::pair<Strategy&, int64_t> CheckpointManager::maybe_load(Strategy& strategy,
     }
     const int64_t next = load_state_tree(strategy, checkpoint);
     loaded_path_ = it->path;
-    return {strategy, next};
+    return next;
   }
   if (!failures.empty()) {
     std::string all;
     for (const auto& f : failures) all += "\n  " + f;
     throw CorruptionError("no usable checkpoint in '" + options_.directory_ + "':" + all);
   }
-  return {strategy, 0};
+  return 0;
 }
 
 }  // namespace continua

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace CLI {
@@ -25,16 +26,14 @@ struct RunOptions {
   std::string optimizer = "sgd";
   int64_t hidden = 512;
   int64_t layers = 1;
-  double dropout = 0.0;
+  double dropout = 0.5;  // Avalanche's SimpleMLP: Dropout(0.5) after each hidden layer
   uint64_t seed = 0;
   int64_t subset = 0;
-  int64_t mem_size = 200;
-  std::string replay_policy = "reservoir";
-  double ewc_lambda = 1.0;
-  std::string ewc_mode = "separate";
-  double ewc_decay = 1.0;
-  double lwf_alpha = 1.0;
-  double lwf_temperature = 2.0;
+  std::string class_order;  // "4,5,8,2,..."; empty: drawn from the seed
+  bool task_labels = false;
+  // The options of the registered strategies (training/registry.h) given on
+  // the command line or in the config file: name without "--" -> text.
+  std::map<std::string, std::string> strategy_options;
   std::string device = "cpu";
   int64_t threads = 0;
   std::string out;
@@ -68,5 +67,7 @@ int inspect(const std::string& path, bool json);
 int verify(const std::string& path);
 // `continua report DIR`: DIR/report.html from DIR/results.json and metrics.jsonl (report.cc).
 int report(const std::string& dir);
+// `continua strategies [--json]`: every registered strategy with its options.
+int strategies(bool json);
 
 }  // namespace continua::cli

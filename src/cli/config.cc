@@ -8,10 +8,152 @@
 #include <memory>
 #include <set>
 
+#include <variant>
+
+#include "cli/commands.h"
 #include "continua/errors.h"
 #include "continua/format/safetensors.h"
+#include "continua/training/registry.h"
 
 namespace continua::cli {
+
+// ---------------------------------------------------------------- the run options
+
+namespace {
+
+struct RunField {
+  const char* name;  // without "--"; its configuration key has '_' for '-'
+  std::variant<std::string RunOptions::*, int64_t RunOptions::*, double RunOptions::*,
+               uint64_t RunOptions::*, bool RunOptions::*>
+      member;
+  const char* help;
+  bool in_config;  // part of the resolved configuration
+  bool shape;      // a resume with another value is refused
+};
+
+const std::vector<RunField>& run_fields() {
+  using R = RunOptions;
+  static const std::vector<RunField> fields = {
+      {"benchmark", &R::benchmark, "split-fmnist, permuted-fmnist, split-synthetic", true, true},
+      {"data-dir", &R::data_dir, "folder with the Fashion-MNIST IDX files", true, false},
+      {"strategy", &R::strategy, "", true, true},  // help: the registry's names
+      {"model", &R::model, "mlp, cnn", true, true},
+      {"experiences", &R::experiences, "experiences in the stream", true, true},
+      {"epochs", &R::epochs, "epochs per experience", true, false},
+      {"train-mb-size", &R::train_mb_size, "training mini-batch size", true, false},
+      {"eval-mb-size", &R::eval_mb_size, "evaluation mini-batch size", true, false},
+      {"optimizer", &R::optimizer, "sgd, adam", true, true},
+      {"lr", &R::lr, "learning rate", true, false},
+      {"momentum", &R::momentum, "SGD momentum", true, false},
+      {"hidden", &R::hidden, "hidden units per layer", true, true},
+      {"layers", &R::layers, "hidden layers (mlp)", true, true},
+      {"dropout", &R::dropout, "dropout probability after each hidden layer (Avalanche's SimpleMLP: 0.5)", true, false},
+      {"seed", &R::seed, "seed of every random generator", true, false},
+      {"subset", &R::subset, "at most N training samples per experience (0: all)", true, false},
+      {"class-order", &R::class_order,
+       "the classes in the order the experiences bring them, comma-separated (a class split; "
+       "default: drawn from the seed)", true, true},
+      {"task-labels", &R::task_labels,
+       "task-incremental: experience i is task i, one head per task (multi-head)", true, true},
+      {"device", &R::device, "cpu, cuda, cuda:N", true, false},
+      {"threads", &R::threads,
+       "LibTorch threads (0: auto, the fastest measured: OpenBLAS's pool gets the cores)", false, false},
+      {"out", &R::out, "folder for metrics.jsonl, metrics.csv, results.json", false, false},
+      {"checkpoint", &R::checkpoint, "save after every experience and resume from this file when it exists",
+       false, false},
+      {"max-experiences", &R::max_experiences, "train at most K experiences in this invocation, then exit 0",
+       false, false},
+      {"verbosity", &R::verbosity, "quiet, normal, verbose", false, false},
+      {"checkpoint-dir", &R::checkpoint_dir,
+       "managed checkpoints: keep the last K in DIR, resume from the newest that verifies", false, false},
+      {"checkpoint-every", &R::checkpoint_every,
+       "also save every N training iterations (0: only after each experience)", false, false},
+      {"checkpoint-every-seconds", &R::checkpoint_every_seconds,
+       "also save when S seconds passed since the last save (0: off)", false, false},
+      {"keep-last", &R::keep_last, "checkpoints kept in --checkpoint-dir", false, false},
+      {"requeue", &R::requeue,
+       "under SLURM, after the checkpoint a signal asked for, run 'scontrol requeue $SLURM_JOB_ID'", false,
+       false},
+      {"signal", &R::signals,
+       "signals that stop the run at the next iteration with a checkpoint (comma list, 'none')", false, false},
+      {"nproc", &R::nproc, "data-parallel: start N local ranks of this command (docs/distributed.md)", false,
+       false},
+  };
+  return fields;
+}
+
+std::string config_key(std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace
+
+void add_run_options(CLI::App& app, RunOptions& o) {
+  for (const RunField& f : run_fields()) {
+    const std::string flag = "--" + std::string(f.name);
+    std::string help = f.help;
+    if (std::string(f.name) == "strategy") help = joined(strategy_names()) + " (`continua strategies`)";
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(o.*member)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            app.add_flag(flag, o.*member, help);
+          } else {
+            app.add_option(flag, o.*member, help)->capture_default_str();
+          }
+        },
+        f.member);
+  }
+  for (const OptionUse& use : all_strategy_options()) {
+    const StrategyOption& opt = use.option;
+    const std::string def = opt.default_value.is_string() ? opt.default_value.get<std::string>()
+                                                          : opt.default_value.dump();
+    std::string help = opt.help;
+    if (!opt.choices.empty()) help += " (" + joined(opt.choices) + ")";
+    app.add_option("--" + opt.name, o.strategy_options[opt.name], help)
+        ->default_str(def)
+        ->group("Options of " + joined(use.strategies));
+  }
+  add_config_file_option(app, o.config);  // last: it checks its keys against the options above
+}
+
+nlohmann::json strategy_option_values(const RunOptions& o) {
+  nlohmann::json given = nlohmann::json::object();
+  for (const auto& [name, text] : o.strategy_options) {
+    if (!text.empty()) given[name] = text;
+  }
+  return resolve_strategy_options(o.strategy, given);
+}
+
+nlohmann::json to_json(const RunOptions& o) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const RunField& f : run_fields()) {
+    if (!f.in_config) continue;
+    std::visit([&](auto member) { j[config_key(f.name)] = o.*member; }, f.member);
+  }
+  const nlohmann::json values = strategy_option_values(o);
+  for (const auto& [name, value] : values.items()) j[config_key(name)] = value;
+  return j;
+}
+
+std::vector<std::string> shape_config_keys() {
+  std::vector<std::string> keys;
+  for (const RunField& f : run_fields()) {
+    if (f.shape) keys.push_back(config_key(f.name));
+  }
+  for (const OptionUse& use : all_strategy_options()) {
+    if (use.option.fixed_at_resume) keys.push_back(use.option.config_key());
+  }
+  return keys;
+}
+
 namespace {
 
 struct Item {
@@ -92,13 +234,6 @@ void add_config_file_option(CLI::App& app, std::string& config_path) {
          },
          "read options from this YAML file (the command line overrides it)")
       ->check(CLI::ExistingFile);
-}
-
-const std::vector<std::string>& shape_config_keys() {
-  static const std::vector<std::string> keys = {"benchmark", "experiences", "strategy", "model", "hidden",
-                                                "layers", "optimizer", "mem_size", "replay_policy",
-                                                "ewc_mode"};
-  return keys;
 }
 
 std::string config_difference(const nlohmann::json& stored, const nlohmann::json& current) {

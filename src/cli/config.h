@@ -29,12 +29,28 @@ class App;
 
 namespace continua::cli {
 
+struct RunOptions;
+
+// The options of `continua run`, from one table: the common ones, then every
+// registered strategy's (grouped by the strategies that use them), then
+// --config. The same table maps the options to the resolved configuration
+// (to_json) and names the ones a resume must not change.
+void add_run_options(CLI::App& app, RunOptions& options);
+// The resolved configuration: the common options that describe the run and
+// the chosen strategy's options with their defaults filled in (keys with
+// '_': "mem_size").
+nlohmann::json to_json(const RunOptions& options);
+// The chosen strategy's options, checked and typed (name -> value).
+nlohmann::json strategy_option_values(const RunOptions& options);
+
 // Adds `--config FILE` to `app`, read as YAML. Call after every other option
 // is added: the keys are checked against the options `app` has then.
 void add_config_file_option(CLI::App& app, std::string& config_path);
 
-// The options whose change makes a checkpoint's state a different shape.
-const std::vector<std::string>& shape_config_keys();
+// The options whose change makes a checkpoint's state a different shape
+// (configuration keys): the common ones and every strategy option declared
+// fixed_at_resume.
+std::vector<std::string> shape_config_keys();
 
 // "--hidden: checkpoint 512, this run 256; --strategy: ..." for the
 // shape-changing keys that differ between two resolved configurations

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   CLI::App* bench_cmd = app.add_subcommand("bench", "measure checkpoint speed against the machine's limits");
   continua::cli::add_bench_options(*bench_cmd, bench);
 
+  bool strategies_json = false;
+  CLI::App* strategies_cmd = app.add_subcommand("strategies", "list every registered strategy with its options");
+  strategies_cmd->add_flag("--json", strategies_json, "print JSON: [{name, description, options}]");
+
   std::string report_dir;
   CLI::App* report_cmd = app.add_subcommand("report", "write DIR/report.html with the plots of a run's --out DIR");
   report_cmd->add_option("dir", report_dir, "the --out folder of a run")->required();
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
     if (*verify_cmd) return continua::cli::verify(verify_file);
     if (*bench_cmd) return continua::cli::bench(bench);
     if (*report_cmd) return continua::cli::report(report_dir);
+    if (*strategies_cmd) return continua::cli::strategies(strategies_json);
   } catch (const continua::Error& e) {
     continua::io::ErrLine() << "continua: error: " << e.what() << "\n";
     return 1;

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
@@ -27,79 +28,13 @@
 #include "continua/io/file_lock.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
-#include "continua/training/plugins.h"
+#include "continua/training/registry.h"
 #include "continua/training/strategy.h"
+#include "continua/training/threads.h"
 
 namespace continua::cli {
 
-void add_run_options(CLI::App& app, RunOptions& o) {
-  app.add_option("--benchmark", o.benchmark, "split-fmnist, permuted-fmnist, split-synthetic")
-      ->capture_default_str();
-  app.add_option("--data-dir", o.data_dir, "folder with the Fashion-MNIST IDX files")
-      ->capture_default_str();
-  app.add_option("--strategy", o.strategy, "naive, replay, ewc, lwf, cumulative")->capture_default_str();
-  app.add_option("--model", o.model, "mlp, cnn")->capture_default_str();
-  app.add_option("--experiences", o.experiences, "experiences in the stream")->capture_default_str();
-  app.add_option("--epochs", o.epochs, "epochs per experience")->capture_default_str();
-  app.add_option("--train-mb-size", o.train_mb_size, "training mini-batch size")->capture_default_str();
-  app.add_option("--eval-mb-size", o.eval_mb_size, "evaluation mini-batch size")->capture_default_str();
-  app.add_option("--optimizer", o.optimizer, "sgd, adam")->capture_default_str();
-  app.add_option("--lr", o.lr, "learning rate")->capture_default_str();
-  app.add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
-  app.add_option("--hidden", o.hidden, "hidden units per layer")->capture_default_str();
-  app.add_option("--layers", o.layers, "hidden layers (mlp)")->capture_default_str();
-  app.add_option("--dropout", o.dropout, "dropout probability")->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of every random generator")->capture_default_str();
-  app.add_option("--subset", o.subset, "at most N training samples per experience (0: all)")
-      ->capture_default_str();
-  app.add_option("--mem-size", o.mem_size, "replay memory size")->capture_default_str();
-  app.add_option("--replay-policy", o.replay_policy, "reservoir, class-balanced")->capture_default_str();
-  app.add_option("--ewc-lambda", o.ewc_lambda, "EWC penalty weight")->capture_default_str();
-  app.add_option("--ewc-mode", o.ewc_mode, "separate, online")->capture_default_str();
-  app.add_option("--ewc-decay", o.ewc_decay, "online EWC decay")->capture_default_str();
-  app.add_option("--lwf-alpha", o.lwf_alpha, "LwF distillation weight")->capture_default_str();
-  app.add_option("--lwf-temperature", o.lwf_temperature, "LwF temperature")->capture_default_str();
-  app.add_option("--device", o.device, "cpu, cuda, cuda:N")->capture_default_str();
-  app.add_option("--threads", o.threads, "LibTorch threads (0: all cores)")->capture_default_str();
-  app.add_option("--out", o.out, "folder for metrics.jsonl, metrics.csv, results.json");
-  app.add_option("--checkpoint", o.checkpoint,
-                 "save after every experience and resume from this file when it exists");
-  app.add_option("--max-experiences", o.max_experiences,
-                 "train at most K experiences in this invocation, then exit 0");
-  app.add_option("--verbosity", o.verbosity, "quiet, normal, verbose")->capture_default_str();
-  app.add_option("--checkpoint-dir", o.checkpoint_dir,
-                 "managed checkpoints: keep the last K in DIR, resume from the newest that verifies");
-  app.add_option("--checkpoint-every", o.checkpoint_every,
-                 "also save every N training iterations (0: only after each experience)")
-      ->capture_default_str();
-  app.add_option("--checkpoint-every-seconds", o.checkpoint_every_seconds,
-                 "also save when S seconds passed since the last save (0: off)")
-      ->capture_default_str();
-  app.add_option("--keep-last", o.keep_last, "checkpoints kept in --checkpoint-dir")->capture_default_str();
-  app.add_flag("--requeue", o.requeue,
-               "under SLURM, after the checkpoint a signal asked for, run 'scontrol requeue $SLURM_JOB_ID'");
-  app.add_option("--signal", o.signals,
-                 "signals that stop the run at the next iteration with a checkpoint (comma list, 'none')")
-      ->capture_default_str();
-  app.add_option("--nproc", o.nproc,
-                 "data-parallel: start N local ranks of this command (docs/distributed.md)")
-      ->capture_default_str();
-  add_config_file_option(app, o.config);  // last: it checks its keys against the options above
-}
-
 namespace {
-
-nlohmann::json to_json(const RunOptions& o) {
-  return {{"benchmark", o.benchmark}, {"data_dir", o.data_dir}, {"strategy", o.strategy},
-          {"model", o.model}, {"experiences", o.experiences}, {"epochs", o.epochs},
-          {"train_mb_size", o.train_mb_size}, {"eval_mb_size", o.eval_mb_size},
-          {"optimizer", o.optimizer}, {"lr", o.lr}, {"momentum", o.momentum},
-          {"hidden", o.hidden}, {"layers", o.layers}, {"dropout", o.dropout}, {"seed", o.seed},
-          {"subset", o.subset}, {"mem_size", o.mem_size}, {"replay_policy", o.replay_policy},
-          {"ewc_lambda", o.ewc_lambda}, {"ewc_mode", o.ewc_mode}, {"ewc_decay", o.ewc_decay},
-          {"lwf_alpha", o.lwf_alpha}, {"lwf_temperature", o.lwf_temperature},
-          {"device", o.device}};
-}
 
 void check(const RunOptions& o) {
   auto positive = [](int64_t v, const char* name) {
@@ -112,7 +47,6 @@ void check(const RunOptions& o) {
   positive(o.hidden, "--hidden");
   if (o.layers < 0) throw InvalidArgument("--layers must be >= 0");
   if (o.subset < 0) throw InvalidArgument("--subset must be >= 0, got " + std::to_string(o.subset));
-  if (o.mem_size < 0) throw InvalidArgument("--mem-size must be >= 0, got " + std::to_string(o.mem_size));
   if (o.threads < 0) throw InvalidArgument("--threads must be >= 0");
   if (o.nproc < 0) throw InvalidArgument("--nproc must be >= 0, got " + std::to_string(o.nproc));
   if (o.max_experiences == 0 || o.max_experiences < -1) {
@@ -200,6 +134,63 @@ class IterationTimer final : public Plugin {
   int64_t iterations_ = 0;
 };
 
+std::vector<int64_t> parse_class_order(const std::string& text) {
+  std::vector<int64_t> order;
+  if (text.empty()) return order;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      order.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw InvalidArgument("--class-order: '" + item + "' is not a class number (expected e.g. 4,5,8,2,...)");
+    }
+  }
+  return order;
+}
+
+// Step 1 of a run: the benchmark, the model on it, the evaluator.
+std::shared_ptr<Benchmark> build_run_benchmark(const RunOptions& o) {
+  return make_benchmark(BenchmarkOptions()
+                            .name(o.benchmark)
+                            .data_dir(o.data_dir)
+                            .experiences(o.experiences)
+                            .seed(o.seed)
+                            .subset(o.subset)
+                            .class_order(parse_class_order(o.class_order))
+                            .task_labels(o.task_labels));
+}
+
+std::shared_ptr<Model> build_run_model(const RunOptions& o, const Benchmark& bench) {
+  torch::manual_seed(o.seed);  // the model's initial weights
+  const auto shape = bench.sample_shape();
+  return make_model(ModelOptions()
+                        .type(o.model)
+                        .input_size(bench.input_size())
+                        .hidden(o.hidden)
+                        .layers(o.layers)
+                        .dropout(o.dropout)
+                        .channels(shape.size() == 3 ? shape[0] : 1)
+                        .image_size(shape.size() == 3 ? shape[1] : 1)
+                        .multi_head(o.task_labels));
+}
+
+std::shared_ptr<Evaluator> build_run_evaluator(const RunOptions& o, bool rank0) {
+  namespace fs = std::filesystem;
+  auto evaluator = std::make_shared<Evaluator>();
+  const auto verbosity = o.verbosity == "quiet"   ? ConsoleLogger::Verbosity::kQuiet
+                         : o.verbosity == "verbose" ? ConsoleLogger::Verbosity::kVerbose
+                                                    : ConsoleLogger::Verbosity::kNormal;
+  evaluator->add_logger(std::make_shared<ConsoleLogger>(rank0 ? verbosity : ConsoleLogger::Verbosity::kQuiet));
+  if (!o.out.empty() && rank0) {
+    evaluator->add_logger(std::make_shared<CsvLogger>((fs::path(o.out) / "metrics.csv").string()));
+    evaluator->add_logger(std::make_shared<JsonlLogger>((fs::path(o.out) / "metrics.jsonl").string()));
+  }
+  return evaluator;
+}
+
 void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream f(path);
   f << text;
@@ -207,7 +198,43 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   if (!f) throw IoError("cannot write '" + path.string() + "'");
 }
 
+// Last step of a run: results.json.
+void write_results(const std::string& out, Strategy& strategy, bool complete, const nlohmann::json& config) {
+  const Evaluator& ev = strategy.evaluator();
+  nlohmann::json per_task = nlohmann::json::object();
+  for (const auto& [task, acc] : ev.task_accuracy()) per_task[std::to_string(task)] = acc;
+  nlohmann::json results = {{"accuracy_matrix", ev.accuracy_matrix()},
+                            {"average_accuracy", ev.average_accuracy()},
+                            {"forgetting", ev.forgetting()},
+                            {"accuracy_per_task", per_task},
+                            {"state_digest", strategy.state_digest()},
+                            {"trained_experiences", strategy.clock().train_experiences},
+                            {"complete", complete},
+                            {"config", config}};
+  write_file(std::filesystem::path(out) / "results.json", results.dump(2) + "\n");
+}
+
 }  // namespace
+
+int strategies(bool json) {
+  if (json) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& name : strategy_names()) all.push_back(strategy_info(name).to_json());
+    std::cout << all.dump(2) << std::endl;
+    return 0;
+  }
+  for (const auto& name : strategy_names()) {
+    const StrategyInfo& info = strategy_info(name);
+    std::cout << name << ": " << info.description << "\n";
+    for (const auto& opt : info.options) {
+      const std::string def = opt.default_value.is_string() ? opt.default_value.get<std::string>()
+                                                            : opt.default_value.dump();
+      std::cout << "  --" << opt.name << " (" << opt.type << ", default " << def << "): " << opt.help << "\n";
+    }
+  }
+  std::cout << std::flush;
+  return 0;
+}
 
 int run(const RunOptions& o) {
   check(o);
@@ -224,9 +251,7 @@ int run(const RunOptions& o) {
   // Signals stop the loop at the next iteration boundary (signals.h).
   // Installed first: a signal while the data loads is not lost.
   StopSignals signals(parse_signals(o.signals));
-  const int64_t threads = o.threads > 0 ? o.threads
-                                        : int64_t(std::thread::hardware_concurrency()) / dist_env.local_world_size;
-  torch::set_num_threads(int(std::max<int64_t>(1, threads)));
+  configure_threads(o.threads, int64_t(std::thread::hardware_concurrency()) / dist_env.local_world_size);
 
   namespace fs = std::filesystem;
   if (!o.out.empty()) {
@@ -234,34 +259,9 @@ int run(const RunOptions& o) {
     fs::create_directories(o.out, ec);
     if (ec) throw IoError("--out: cannot create '" + o.out + "': " + ec.message());
   }
-
-  auto bench = make_benchmark(BenchmarkOptions()
-                                  .name(o.benchmark)
-                                  .data_dir(o.data_dir)
-                                  .experiences(o.experiences)
-                                  .seed(o.seed)
-                                  .subset(o.subset));
-  torch::manual_seed(o.seed);
-  const auto shape = bench->sample_shape();
-  auto model = make_model(ModelOptions()
-                              .type(o.model)
-                              .input_size(bench->input_size())
-                              .hidden(o.hidden)
-                              .layers(o.layers)
-                              .dropout(o.dropout)
-                              .channels(shape.size() == 3 ? shape[0] : 1)
-                              .image_size(shape.size() == 3 ? shape[1] : 1));
-
-  auto evaluator = std::make_shared<Evaluator>();
-  const auto verbosity = o.verbosity == "quiet"   ? ConsoleLogger::Verbosity::kQuiet
-                         : o.verbosity == "verbose" ? ConsoleLogger::Verbosity::kVerbose
-                                                    : ConsoleLogger::Verbosity::kNormal;
-  evaluator->add_logger(std::make_shared<ConsoleLogger>(rank0 ? verbosity : ConsoleLogger::Verbosity::kQuiet));
-  if (!o.out.empty() && rank0) {
-    evaluator->add_logger(std::make_shared<CsvLogger>((fs::path(o.out) / "metrics.csv").string()));
-    evaluator->add_logger(std::make_shared<JsonlLogger>((fs::path(o.out) / "metrics.jsonl").string()));
-  }
-  Strategy strategy(model,
+  const nlohmann::json config = to_json(o);  // checks the strategy's options first
+  auto bench = build_run_benchmark(o);
+  Strategy strategy(build_run_model(o, *bench),
                     StrategyOptions()
                         .train_mb_size(o.train_mb_size)
                         .eval_mb_size(o.eval_mb_size)
@@ -269,16 +269,7 @@ int run(const RunOptions& o) {
                         .seed(o.seed)
                         .device(o.device)
                         .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum)),
-                    evaluator);
-  PluginOptions po;
-  po.mem_size = o.mem_size;
-  po.replay_policy = o.replay_policy;
-  po.ewc_lambda = o.ewc_lambda;
-  po.ewc_mode = o.ewc_mode;
-  po.ewc_decay = o.ewc_decay;
-  po.lwf_alpha = o.lwf_alpha;
-  po.lwf_temperature = o.lwf_temperature;
-  po.seed = o.seed;
+                    build_run_evaluator(o, rank0));
   std::shared_ptr<DataParallelPlugin> data_parallel;
   if (dist) {
     // First: it slices the mini-batch the other plugins see.
@@ -291,9 +282,8 @@ int run(const RunOptions& o) {
     timer = std::make_shared<IterationTimer>();
     strategy.add_plugin(timer);
   }
-  for (auto& p : make_strategy_plugins(o.strategy, po)) strategy.add_plugin(p);
+  configure_strategy(strategy, o.strategy, strategy_option_values(o), o.seed);
 
-  const nlohmann::json config = to_json(o);
   // Ranks stop together at an iteration they agree on (DataParallelPlugin),
   // so a signal must not stop one rank's loop by itself.
   if (!dist) signals.attach(&strategy);
@@ -465,17 +455,7 @@ int run(const RunOptions& o) {
     io::ErrLine() << "continua: 1 process: " << timer->iterations() << " iterations, "
               << 1000 * timer->seconds() / it << " ms/iteration; " << train_seconds << " s in the loop\n";
   }
-  if (!o.out.empty() && rank0) {
-    const Evaluator& ev = strategy.evaluator();
-    nlohmann::json results = {{"accuracy_matrix", ev.accuracy_matrix()},
-                              {"average_accuracy", ev.average_accuracy()},
-                              {"forgetting", ev.forgetting()},
-                              {"state_digest", strategy.state_digest()},
-                              {"trained_experiences", strategy.clock().train_experiences},
-                              {"complete", complete},
-                              {"config", config}};
-    write_file(fs::path(o.out) / "results.json", results.dump(2) + "\n");
-  }
+  if (!o.out.empty() && rank0) write_results(o.out, strategy, complete, config);
   if (complete && o.verbosity != "quiet" && rank0) {
     std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
               << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
+#include <set>
 
 #include "continua/errors.h"
 
@@ -11,14 +12,17 @@ namespace continua {
 
 Experience::Experience(const Benchmark* origin, std::string stream, int64_t index,
                        std::vector<int64_t> classes, std::shared_ptr<const Dataset> dataset,
-                       at::Tensor indices, at::Tensor permutation)
+                       at::Tensor indices, at::Tensor permutation, int64_t task_label,
+                       std::pair<double, double> normalization)
     : origin_(origin),
       stream_(std::move(stream)),
       index_(index),
       classes_(std::move(classes)),
       dataset_(std::move(dataset)),
       indices_(std::move(indices)),
-      permutation_(std::move(permutation)) {
+      permutation_(std::move(permutation)),
+      task_label_(task_label),
+      normalization_(normalization) {
   targets_ = dataset_->targets().index_select(0, indices_);
 }
 
@@ -30,6 +34,10 @@ Batch Experience::get(const at::Tensor& positions) const {
     auto shape = b.x.sizes().vec();
     b.x = b.x.reshape({b.x.size(0), -1}).index_select(1, permutation_).reshape(shape);
   }
+  if (normalization_.first != 0.0 || normalization_.second != 1.0) {
+    b.x = (b.x - normalization_.first) / normalization_.second;
+  }
+  b.t = at::full({b.y.size(0)}, task_label_, at::kLong);
   return b;
 }
 
@@ -49,6 +57,12 @@ const std::vector<Experience>& Benchmark::stream(const std::string& name) const 
   throw InvalidArgument("benchmark '" + type_name_ + "' has no stream '" + name + "'");
 }
 
+int64_t Benchmark::num_tasks() const {
+  std::set<int64_t> tasks;
+  for (const auto& e : train_stream_) tasks.insert(e.task_label());
+  return int64_t(tasks.size());
+}
+
 int64_t Benchmark::input_size() const {
   int64_t n = 1;
   for (int64_t d : sample_shape()) n *= d;
@@ -66,10 +80,15 @@ std::vector<std::shared_ptr<const SerializableObject>> Benchmark::children() con
 void Benchmark::add_experience(int64_t index, std::vector<int64_t> classes,
                                at::Tensor train_indices, at::Tensor test_indices,
                                at::Tensor permutation) {
+  const int64_t task = args_.value("task_labels", false) ? index : 0;
+  std::pair<double, double> norm{0.0, 1.0};
+  if (args_.contains("normalize")) {
+    norm = {args_["normalize"].at(0).get<double>(), args_["normalize"].at(1).get<double>()};
+  }
   train_stream_.emplace_back(this, "train", index, classes, train_, std::move(train_indices),
-                             permutation);
+                             permutation, task, norm);
   test_stream_.emplace_back(this, "test", index, std::move(classes), test_,
-                            std::move(test_indices), permutation);
+                            std::move(test_indices), permutation, task, norm);
 }
 
 namespace {
@@ -130,6 +149,12 @@ std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> fmnist
 std::shared_ptr<Benchmark> build_benchmark(const std::string& type, const nlohmann::json& a,
                                            ObjectPool& pool) {
   CommonArgs c = common_args(a);
+  if (a.contains("normalize")) {
+    const auto& n = a["normalize"];
+    if (!n.is_array() || n.size() != 2 || !n[0].is_number() || !n[1].is_number() || !(n[1].get<double>() > 0)) {
+      throw InvalidArgument("benchmark '" + type + "': normalize must be [mean, std > 0]");
+    }
+  }
   std::shared_ptr<const Dataset> train, test;
   if (type == "split-fmnist" || type == "permuted-fmnist") {
     std::tie(train, test) = fmnist(a.at("data_dir").get<std::string>(), pool);
@@ -168,6 +193,16 @@ std::shared_ptr<Benchmark> build_benchmark(const std::string& type, const nlohma
                           " does not divide the " + std::to_string(n_classes) + " classes");
   }
   at::Tensor order = at::randperm(n_classes, gen, at::kLong);
+  if (a.contains("class_order")) {
+    std::vector<int64_t> given = a.at("class_order").get<std::vector<int64_t>>();
+    std::set<int64_t> distinct(given.begin(), given.end());
+    if (int64_t(given.size()) != n_classes || int64_t(distinct.size()) != n_classes ||
+        *distinct.begin() != 0 || *distinct.rbegin() != n_classes - 1) {
+      throw InvalidArgument("--class-order must list each of the " + std::to_string(n_classes) +
+                            " classes 0.." + std::to_string(n_classes - 1) + " once");
+    }
+    order = at::tensor(given, at::kLong);
+  }
   const int64_t per = n_classes / c.experiences;
   // split-synthetic: the even/odd samples of each class form train/test.
   at::Tensor train_pool, test_pool;
@@ -197,11 +232,17 @@ namespace {
 
 nlohmann::json benchmark_args(const BenchmarkOptions& o) {
   nlohmann::json a = {{"experiences", o.experiences_}, {"seed", o.seed_}, {"subset", o.subset_}};
+  // Only when set: checkpoints written before these options describe the
+  // same benchmark without them.
+  if (!o.class_order_.empty()) a["class_order"] = o.class_order_;
+  if (o.task_labels_) a["task_labels"] = true;
   if (o.name_ == "split-synthetic") {
     a["dataset"] = {{"samples_per_class", 200}, {"classes", 10}, {"features", 32},
                     {"noise", 1.0}, {"seed", o.seed_}};
   } else {
     a["data_dir"] = std::filesystem::path(o.data_dir_).lexically_normal().string();
+    // Avalanche's (and torchvision's customary) Fashion-MNIST normalisation.
+    a["normalize"] = {0.2860, 0.3530};
   }
   return a;
 }
@@ -215,6 +256,9 @@ std::shared_ptr<Benchmark> make_benchmark(const BenchmarkOptions& options, Objec
       options.name_ != "split-synthetic") {
     throw InvalidArgument("--benchmark: unknown benchmark '" + options.name_ +
                           "' (known: split-fmnist, permuted-fmnist, split-synthetic)");
+  }
+  if (!options.class_order_.empty() && options.name_ == "permuted-fmnist") {
+    throw InvalidArgument("--class-order: permuted-fmnist is not a class split (every experience has every class)");
   }
   auto obj = pool.get(options.name_, benchmark_args(options));
   auto b = std::const_pointer_cast<Benchmark>(std::dynamic_pointer_cast<const Benchmark>(obj));

@@ -37,7 +37,7 @@ Batch TensorDataset::get(const at::Tensor& indices) const {
   } else if (x.scalar_type() != at::kFloat) {
     x = x.to(at::kFloat);
   }
-  return {x, targets_.index_select(0, indices)};
+  return {x, targets_.index_select(0, indices), at::Tensor()};
 }
 
 namespace {

@@ -276,7 +276,7 @@ void DataParallelPlugin::leave_rank_stream() {
 void DataParallelPlugin::before_training_iteration(Strategy& s) {
   iteration_start_ = now_seconds();
   enter_rank_stream(s.clock().train_iterations);
-  const int64_t b = s.mb_x.size(0);
+  const int64_t b = s.mb.size();
   const int64_t w = ctx_->world_size(), r = ctx_->rank();
   const int64_t begin = b * r / w, end = b * (r + 1) / w;
   global_n_ = b;
@@ -284,12 +284,10 @@ void DataParallelPlugin::before_training_iteration(Strategy& s) {
   if (local_n_ == 0) {
     // A batch smaller than the world: this rank still runs one sample (a
     // model may not take an empty batch) whose gradient and metrics count zero.
-    s.mb_x = s.mb_x.narrow(0, std::min(begin, b - 1), 1);
-    s.mb_y = s.mb_y.narrow(0, std::min(begin, b - 1), 1);
+    s.mb = s.mb.narrow(std::min(begin, b - 1), 1);
     return;
   }
-  s.mb_x = s.mb_x.narrow(0, begin, local_n_);
-  s.mb_y = s.mb_y.narrow(0, begin, local_n_);
+  s.mb = s.mb.narrow(begin, local_n_);
 }
 
 void DataParallelPlugin::reduce_batch_metrics(Strategy&, int64_t take, double& batch_loss,

@@ -119,7 +119,8 @@ void JsonlLogger::log_eval(const EvalRecord& r) {
                         {"experience", e.experience},
                         {"samples", e.samples},
                         {"accuracy", e.accuracy},
-                        {"loss", e.loss}};
+                        {"loss", e.loss},
+                        {"task", e.task}};
     rows += j.dump() + "\n";
   }
   append(rows);
@@ -236,6 +237,21 @@ double Evaluator::forgetting() const {
   return n ? sum / double(n) : 0;
 }
 
+std::map<int64_t, double> Evaluator::task_accuracy() const {
+  std::map<int64_t, std::pair<double, int64_t>> sums;  // correct, samples
+  for (auto it = evals_.rbegin(); it != evals_.rend(); ++it) {
+    if (it->stream != "test") continue;
+    for (const EvalResult& e : it->results) {
+      sums[e.task].first += e.accuracy * double(e.samples);
+      sums[e.task].second += e.samples;
+    }
+    break;
+  }
+  std::map<int64_t, double> out;
+  for (const auto& [task, s] : sums) out[task] = s.second ? s.first / double(s.second) : 0.0;
+  return out;
+}
+
 void Evaluator::save_state(StateWriter& writer) const {
   writer.write("accuracy_matrix", matrix_);
   nlohmann::json epochs = nlohmann::json::array();
@@ -246,7 +262,11 @@ void Evaluator::save_state(StateWriter& writer) const {
   nlohmann::json evals = nlohmann::json::array();
   for (const auto& r : evals_) {
     nlohmann::json res = nlohmann::json::array();
-    for (const auto& e : r.results) res.push_back({e.experience, e.samples, e.accuracy, e.loss});
+    for (const auto& e : r.results) {
+      nlohmann::json row = {e.experience, e.samples, e.accuracy, e.loss};
+      if (e.task != 0) row.push_back(e.task);  // older checkpoints: 4 columns, task 0
+      res.push_back(row);
+    }
     evals.push_back({{"trained", r.trained_experiences}, {"stream", r.stream},
                      {"accuracy", r.stream_accuracy}, {"loss", r.stream_loss}, {"results", res}});
   }
@@ -276,8 +296,8 @@ void Evaluator::stage_load(const StateReader& reader, LoadTransaction& tx) {
       r.stream_accuracy = v.at("accuracy").get<double>();
       r.stream_loss = v.at("loss").get<double>();
       for (const auto& e : v.at("results")) {
-        r.results.push_back({e.at(0).get<int64_t>(), e.at(1).get<int64_t>(),
-                             e.at(2).get<double>(), e.at(3).get<double>()});
+        r.results.push_back({e.at(0).get<int64_t>(), e.at(1).get<int64_t>(), e.at(2).get<double>(),
+                             e.at(3).get<double>(), e.size() > 4 ? e.at(4).get<int64_t>() : 0});
       }
       evals.push_back(std::move(r));
     }

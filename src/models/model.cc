@@ -10,7 +10,7 @@ nlohmann::json ModelOptions::to_json() const {
   return {{"type", type_},       {"input_size", input_size_},
           {"hidden", hidden_},   {"layers", layers_},
           {"dropout", dropout_}, {"initial_classes", initial_classes_},
-          {"channels", channels_}, {"image_size", image_size_}};
+          {"channels", channels_}, {"image_size", image_size_}, {"multi_head", multi_head_}};
 }
 
 ModelOptions ModelOptions::from_json(const nlohmann::json& j) {
@@ -23,6 +23,7 @@ ModelOptions ModelOptions::from_json(const nlohmann::json& j) {
   o.initial_classes_ = j.at("initial_classes").get<int64_t>();
   o.channels_ = j.at("channels").get<int64_t>();
   o.image_size_ = j.at("image_size").get<int64_t>();
+  o.multi_head_ = j.value("multi_head", false);  // absent in checkpoints before task labels
   return o;
 }
 
@@ -55,7 +56,111 @@ void IncrementalClassifierImpl::resize_to(int64_t outputs) {
   head_ = replace_module("head", resized);
 }
 
-bool Model::adapt(const std::vector<int64_t>& classes) {
+namespace {
+constexpr double kMaskValue = -1000.0;  // Avalanche's masking value
+}  // namespace
+
+at::Tensor MultiHeadClassifierImpl::forward(const at::Tensor& x, const at::Tensor& tasks) {
+  if (heads_.empty()) throw InvalidArgument("multi-head model: no task has been seen yet");
+  const int64_t width = out_features();
+  at::Tensor out = at::full({x.size(0), width}, kMaskValue, x.options());
+  const at::Tensor t = tasks.defined() ? tasks.to(at::kCPU) : at::zeros({x.size(0)}, at::kLong);
+  int64_t covered = 0;
+  for (auto& [task, head] : heads_) {
+    at::Tensor rows = t.eq(task).nonzero().flatten();
+    if (rows.numel() == 0) continue;
+    covered += rows.numel();
+    rows = rows.to(x.device());
+    at::Tensor logits = head->forward(x.index_select(0, rows));
+    const at::Tensor& active = active_.at(task);
+    logits = logits.masked_fill(active.logical_not(), kMaskValue);
+    at::Tensor full = at::full({rows.size(0), width}, kMaskValue, logits.options());
+    full.narrow(1, 0, logits.size(1)).copy_(logits);
+    out = out.index_copy(0, rows, full);
+  }
+  if (covered != t.numel()) {
+    throw InvalidArgument("multi-head model: a sample of a task with no head (tasks seen: " +
+                          std::to_string(heads_.size()) + ")");
+  }
+  return out;
+}
+
+bool MultiHeadClassifierImpl::adapt(int64_t task, const std::vector<int64_t>& classes) {
+  int64_t needed = 1;
+  for (int64_t c : classes) needed = std::max(needed, c + 1);
+  bool changed = false;
+  auto it = heads_.find(task);
+  const c10::Device dev = heads_.empty() ? c10::Device(c10::kCPU)
+                                         : heads_.begin()->second->parameters().front().device();
+  if (it == heads_.end()) {
+    IncrementalClassifier head(in_features_, needed);
+    head->to(dev);
+    it = heads_.emplace(task, register_module("task" + std::to_string(task), head)).first;
+    active_[task] = register_buffer("active" + std::to_string(task), at::zeros({needed}, at::dtype(at::kBool).device(dev)));
+    changed = true;
+  } else if (it->second->grow_to(needed)) {
+    changed = true;
+  }
+  at::Tensor& active = active_[task];
+  if (active.size(0) < needed) {
+    at::Tensor grown = at::zeros({needed}, active.options());
+    grown.narrow(0, 0, active.size(0)).copy_(active);
+    active = register_buffer("active" + std::to_string(task), grown);
+  }
+  for (int64_t c : classes) active[c] = true;
+  return changed;
+}
+
+void MultiHeadClassifierImpl::resize_to(const std::map<int64_t, int64_t>& widths) {
+  // Heads are only added (the loader refuses a checkpoint that lacks one of
+  // the live model's heads).
+  for (const auto& [task, width] : widths) {
+    auto it = heads_.find(task);
+    if (it == heads_.end()) {
+      adapt(task, {width - 1});
+    } else {
+      it->second->resize_to(width);
+    }
+    at::Tensor& active = active_[task];
+    if (active.size(0) != width) {
+      active = register_buffer("active" + std::to_string(task), at::zeros({width}, active.options()));
+    }
+  }
+}
+
+std::map<int64_t, int64_t> MultiHeadClassifierImpl::widths() const {
+  std::map<int64_t, int64_t> w;
+  for (const auto& [task, head] : heads_) w[task] = head->out_features();
+  return w;
+}
+
+int64_t MultiHeadClassifierImpl::out_features() const {
+  int64_t w = 0;
+  for (const auto& [task, head] : heads_) w = std::max(w, head->out_features());
+  return w;
+}
+
+void Model::make_classifier(int64_t feature_size) {
+  feature_size_ = feature_size;
+  if (options_.multi_head_) {
+    multi_ = register_module("classifier", MultiHeadClassifier(feature_size));
+  } else {
+    classifier_ = register_module("classifier", IncrementalClassifier(feature_size, options_.initial_classes_));
+  }
+}
+
+at::Tensor Model::forward(const at::Tensor& x, const at::Tensor& tasks) { return head(features(x), tasks); }
+
+at::Tensor Model::head(const at::Tensor& h, const at::Tensor& tasks) {
+  return multi_ ? multi_->forward(h, tasks) : classifier_->forward(h);
+}
+
+int64_t Model::feature_size() const { return feature_size_; }
+
+int64_t Model::num_outputs() const { return multi_ ? multi_->out_features() : classifier_->out_features(); }
+
+bool Model::adapt(const std::vector<int64_t>& classes, int64_t task) {
+  if (multi_) return multi_->adapt(task, classes);
   int64_t needed = 0;
   for (int64_t c : classes) needed = std::max(needed, c + 1);
   return classifier_->grow_to(needed);
@@ -63,6 +168,11 @@ bool Model::adapt(const std::vector<int64_t>& classes) {
 
 void Model::save_state(StateWriter& writer) const {
   writer.write("options", options_.to_json());
+  if (multi_) {
+    nlohmann::json w = nlohmann::json::object();
+    for (const auto& [task, width] : multi_->widths()) w[std::to_string(task)] = width;
+    writer.write("heads", w);
+  }
   for (const auto& p : named_parameters()) writer.write(p.key(), p.value());
   for (const auto& b : named_buffers()) writer.write(b.key(), b.value());
 }
@@ -70,6 +180,11 @@ void Model::save_state(StateWriter& writer) const {
 void Model::load_state(const StateReader& reader) { load_staged(*this, reader); }
 
 void Model::stage_load(const StateReader& reader, LoadTransaction& tx) {
+  if (multi_) {
+    stage_load_multi_head(reader, tx);
+    return;
+  }
+  if (reader.has("heads")) reader.fail("heads", "the checkpoint's model has one head per task, this one a single head");
   // The head may have grown since this model was built: the commit resizes it
   // first so the shapes below match.
   const std::string head_key = "classifier.head.weight";
@@ -99,8 +214,56 @@ void Model::stage_load(const StateReader& reader, LoadTransaction& tx) {
   });
 }
 
+void Model::stage_load_multi_head(const StateReader& reader, LoadTransaction& tx) {
+  if (!reader.has("heads")) reader.fail("heads", "missing: this model has one head per task");
+  std::map<int64_t, int64_t> widths;
+  const nlohmann::json& heads = reader.json("heads");
+  if (!heads.is_object() || heads.size() > 100000) reader.fail("heads", "not a map of task to width");
+  for (const auto& [task, width] : heads.items()) {
+    int64_t t = -1;
+    try {
+      t = std::stoll(task);
+    } catch (const std::exception&) {
+    }
+    if (t < 0 || !width.is_number_integer() || width.get<int64_t>() < 1 || width.get<int64_t>() > (1 << 24)) {
+      reader.fail("heads", "entry '" + task + "' is not a task and a width");
+    }
+    const std::string k = "classifier.task" + task + ".head.";
+    const at::Tensor& w = reader.tensor(k + "weight");
+    const at::Tensor& b = reader.tensor(k + "bias");
+    const at::Tensor& a = reader.tensor("classifier.active" + task);
+    if (w.dim() != 2 || w.size(0) != width.get<int64_t>() || w.size(1) != feature_size() ||
+        b.dim() != 1 || b.size(0) != w.size(0) || a.dim() != 1 || a.size(0) != w.size(0) ||
+        a.scalar_type() != at::kBool) {
+      reader.fail(k + "weight", "head of task " + task + " does not fit width " + width.dump() +
+                                    " on " + std::to_string(feature_size()) + " features");
+    }
+    widths[t] = width.get<int64_t>();
+  }
+  for (const auto& p : named_parameters()) {
+    if (p.key().rfind("classifier.", 0) == 0) continue;
+    const at::Tensor& t = reader.tensor(p.key());
+    if (t.sizes() != p.value().sizes() || t.scalar_type() != p.value().scalar_type()) {
+      reader.fail(p.key(), "shape " + c10::str(t.sizes()) + " does not fit the model's " + c10::str(p.value().sizes()));
+    }
+  }
+  const auto live = multi_->widths();
+  for (const auto& [task, width] : live) {
+    if (!widths.count(task)) {
+      reader.fail("heads", "the model has a head for task " + std::to_string(task) + " the checkpoint lacks");
+    }
+  }
+  tx.then([this, reader, widths] {
+    multi_->resize_to(widths);
+    for (auto& p : named_parameters()) reader.copy_into(p.key(), p.value());
+    for (auto& b : named_buffers()) reader.copy_into(b.key(), b.value());
+  });
+}
+
+std::shared_ptr<Model> Model::clone_empty() const { return make_model(options_); }
+
 std::shared_ptr<Model> Model::clone_model() const {
-  auto copy = make_model(options_);
+  auto copy = clone_empty();
   copy->to(parameters().front().device());
   StateTree tree;
   StateWriter w(tree);
@@ -120,13 +283,13 @@ SimpleMLP::SimpleMLP(const ModelOptions& o) : Model(o) {
     in = o.hidden_;
   }
   features_ = register_module("features", seq);
-  classifier_ = register_module("classifier", IncrementalClassifier(in, o.initial_classes_));
+  make_classifier(in);
 }
 
-at::Tensor SimpleMLP::forward(const at::Tensor& x) {
+at::Tensor SimpleMLP::features(const at::Tensor& x) {
   at::Tensor h = x.reshape({x.size(0), -1});
   if (!features_->is_empty()) h = features_->forward(h);
-  return classifier_->forward(h);
+  return h;
 }
 
 SimpleCNN::SimpleCNN(const ModelOptions& o) : Model(o) {
@@ -139,15 +302,46 @@ SimpleCNN::SimpleCNN(const ModelOptions& o) : Model(o) {
       torch::nn::ReLU());
   if (o.dropout_ > 0) seq->push_back(torch::nn::Dropout(o.dropout_));
   features_ = register_module("features", seq);
-  classifier_ = register_module("classifier", IncrementalClassifier(o.hidden_, o.initial_classes_));
+  make_classifier(o.hidden_);
 }
 
-at::Tensor SimpleCNN::forward(const at::Tensor& x) {
+at::Tensor SimpleCNN::features(const at::Tensor& x) {
   at::Tensor h = x;
   if (h.dim() == 2) {
     h = h.reshape({h.size(0), options_.channels_, options_.image_size_, options_.image_size_});
   }
-  return classifier_->forward(features_->forward(h));
+  return features_->forward(h);
+}
+
+namespace {
+class CustomFeaturesModel : public Model {
+ public:
+  CustomFeaturesModel(FeatureExtractor extractor, const ModelOptions& o)
+      : Model(o), extractor_(std::move(extractor)) {
+    register_module("features", extractor_.module);
+    make_classifier(o.hidden_);
+  }
+  at::Tensor features(const at::Tensor& x) override { return extractor_.forward(*extractor_.module, x); }
+  std::shared_ptr<Model> clone_empty() const override {
+    // A deep copy of the extractor (its weights are overwritten by the
+    // caller's load), a fresh head.
+    return std::make_shared<CustomFeaturesModel>(FeatureExtractor{extractor_.module->clone(), extractor_.forward},
+                                                 options_);
+  }
+
+ private:
+  FeatureExtractor extractor_;
+};
+}  // namespace
+
+std::shared_ptr<Model> make_model_with_features(FeatureExtractor extractor, int64_t feature_size,
+                                                ModelOptions options) {
+  if (!extractor.module || !extractor.forward) {
+    throw InvalidArgument("make_model_with_features: the extractor is empty");
+  }
+  if (feature_size <= 0) throw InvalidArgument("make_model_with_features: feature_size must be > 0");
+  options.type("custom").hidden(feature_size);
+  return std::make_shared<CustomFeaturesModel>(std::move(extractor), options);
 }
 
 std::shared_ptr<Model> make_model(const ModelOptions& o) {
@@ -162,6 +356,9 @@ std::shared_ptr<Model> make_model(const ModelOptions& o) {
       throw InvalidArgument("cnn needs square images: channels*image_size^2 == input size");
     }
     return std::make_shared<SimpleCNN>(o);
+  }
+  if (o.type_ == "custom") {
+    throw InvalidArgument("a model of type 'custom' is built by make_model_with_features, not make_model");
   }
   throw InvalidArgument("--model: unknown model '" + o.type_ + "' (known: mlp, cnn)");
 }

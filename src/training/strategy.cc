@@ -22,7 +22,7 @@ Batch TrainingSet::get(const at::Tensor& indices) const {
     return segments[0].experience->get(segments[0].positions.index_select(0, indices));
   }
   // Gather each segment's share, then put the samples back in batch order.
-  std::vector<at::Tensor> xs, ys, where;
+  std::vector<at::Tensor> xs, ys, ts, where;
   int64_t begin = 0;
   for (const auto& s : segments) {
     const int64_t n = s.positions.size(0);
@@ -33,6 +33,7 @@ Batch TrainingSet::get(const at::Tensor& indices) const {
       Batch b = s.experience->get(s.positions.index_select(0, local));
       xs.push_back(b.x);
       ys.push_back(b.y);
+      ts.push_back(b.t);
       where.push_back(slots);
     }
     begin += n;
@@ -40,7 +41,72 @@ Batch TrainingSet::get(const at::Tensor& indices) const {
   at::Tensor x_cat = at::cat(xs), y_cat = at::cat(ys), w = at::cat(where);
   at::Tensor inverse = at::empty_like(w);
   inverse.index_put_({w}, at::arange(w.size(0), w.options()));
-  return {x_cat.index_select(0, inverse), y_cat.index_select(0, inverse)};
+  return {x_cat.index_select(0, inverse), y_cat.index_select(0, inverse), at::cat(ts).index_select(0, inverse)};
+}
+
+int64_t MiniBatch::new_samples() const {
+  if (!memory_slot.defined()) return size();
+  return memory_slot.lt(0).sum().item<int64_t>();
+}
+
+void MiniBatch::append(const MiniBatch& rows) {
+  if (rows.size() == 0) return;
+  const int64_t before = size();
+  for (const auto& [key, value] : rows.payload) {
+    if (payload.count(key)) continue;
+    auto shape = value.sizes().vec();
+    shape[0] = before;
+    payload[key] = at::zeros(shape, value.options());
+  }
+  for (auto& [key, value] : payload) {
+    auto it = rows.payload.find(key);
+    at::Tensor add;
+    if (it != rows.payload.end()) {
+      add = it->second;
+    } else {
+      auto shape = value.sizes().vec();
+      shape[0] = rows.size();
+      add = at::zeros(shape, value.options());
+    }
+    value = at::cat({value, add.to(value.device())});
+  }
+  x = at::cat({x, rows.x.to(x.device())});
+  y = at::cat({y, rows.y.to(y.device())});
+  t = at::cat({t, rows.t.to(t.device())});
+  memory_slot = at::cat({memory_slot, rows.memory_slot.to(memory_slot.device())});
+}
+
+MiniBatch MiniBatch::narrow(int64_t begin, int64_t length) const {
+  MiniBatch m;
+  m.x = x.narrow(0, begin, length);
+  m.y = y.narrow(0, begin, length);
+  m.t = t.narrow(0, begin, length);
+  m.memory_slot = memory_slot.narrow(0, begin, length);
+  for (const auto& [key, value] : payload) m.payload[key] = value.narrow(0, begin, length);
+  return m;
+}
+
+MiniBatch MiniBatch::to(const c10::Device& device) const {
+  MiniBatch m;
+  m.x = x.to(device);
+  m.y = y.to(device);
+  m.t = t.to(device);
+  m.memory_slot = memory_slot;  // indices into CPU-side memories
+  for (const auto& [key, value] : payload) m.payload[key] = value.to(device);
+  return m;
+}
+
+MiniBatch MiniBatch::from(const Batch& b) {
+  MiniBatch m;
+  m.x = b.x;
+  m.y = b.y;
+  m.t = b.t.defined() ? b.t : at::zeros({b.y.size(0)}, at::kLong);
+  m.memory_slot = at::full({b.y.size(0)}, -1, at::kLong);
+  return m;
+}
+
+at::Tensor cross_entropy_criterion(Strategy& s) {
+  return torch::nn::functional::cross_entropy(s.mb_output, s.mb.y);
 }
 
 Strategy::Strategy(std::shared_ptr<Model> model, StrategyOptions options,
@@ -77,7 +143,13 @@ void Strategy::add_plugin(std::shared_ptr<Plugin> plugin) {
       throw InvalidArgument("a plugin named '" + plugin->name() + "' is already attached");
     }
   }
-  plugins_.push_back(std::move(plugin));
+  plugins_.push_back(plugin);
+  plugin->attached(*this);
+}
+
+void Strategy::set_criterion(Criterion criterion) {
+  if (!criterion) throw InvalidArgument("Strategy::set_criterion: empty criterion");
+  criterion_ = std::move(criterion);
 }
 
 c10::Device Strategy::device() const { return c10::Device(options_.device_); }
@@ -118,7 +190,7 @@ bool Strategy::train(const Experience& experience) {
   model_->train();
   const c10::Device dev = device();
   if (!resuming) {
-    if (model_->adapt(experience.classes())) model_changed();
+    if (model_->adapt(experience.classes(), experience.task_label())) model_changed();
     scheduler_.reset(optimizer_);
     for (auto& p : plugins_) p->before_training_exp(*this);
     loop_ = LoopState();
@@ -145,30 +217,34 @@ bool Strategy::train(const Experience& experience) {
     while (loop_.position < n) {
       if (stop_requested()) return false;
       const int64_t take = std::min(mb, n - loop_.position);
-      Batch b = set.get(loop_.order.narrow(0, loop_.position, take));
-      mb_x = b.x.to(dev);
-      mb_y = b.y.to(dev);
       try {
+        this->mb = MiniBatch::from(set.get(loop_.order.narrow(0, loop_.position, take)));
+        for (auto& p : plugins_) p->adapt_batch(*this, this->mb);
+        this->mb = this->mb.to(dev);
+        // Rows of the whole batch (with memory rows), before data-parallel
+        // training gives each rank its share.
+        const int64_t rows = this->mb.size();
         for (auto& p : plugins_) p->before_training_iteration(*this);
         optimizer_.zero_grad();
-        mb_output = model_->forward(mb_x);
+        mb_output = model_->forward(this->mb.x, this->mb.t);
         for (auto& p : plugins_) p->after_forward(*this);
-        loss = torch::nn::functional::cross_entropy(mb_output, mb_y);
+        loss = criterion_(*this);
         double batch_loss;
         {
           // Metrics of the batch before penalties, as a user reads them.
           torch::NoGradGuard ng;
           batch_loss = loss.item<double>();
-          int64_t batch_correct = mb_output.argmax(1).eq(mb_y).sum().item<int64_t>();
-          for (auto& p : plugins_) p->reduce_batch_metrics(*this, take, batch_loss, batch_correct);
-          loop_.loss_sum += batch_loss * take;
+          int64_t batch_correct = mb_output.argmax(1).eq(this->mb.y).sum().item<int64_t>();
+          for (auto& p : plugins_) p->reduce_batch_metrics(*this, rows, batch_loss, batch_correct);
+          loop_.loss_sum += batch_loss * rows;
           loop_.correct += batch_correct;
-          loop_.seen += take;
+          loop_.seen += rows;
         }
         for (auto& p : plugins_) p->before_backward(*this);
         loss.backward();
         for (auto& p : plugins_) p->after_backward(*this);
         optimizer_.step();
+        for (auto& p : plugins_) p->after_update(*this);
         loop_.position += take;
         ++clock_.train_iterations;
         ++clock_.experience_iterations;
@@ -202,7 +278,8 @@ bool Strategy::train(const Experience& experience) {
   for (auto& p : plugins_) p->after_training_exp(*this);
   ++clock_.train_experiences;
   loop_ = LoopState();
-  mb_x = mb_y = mb_output = loss = at::Tensor();
+  this->mb = MiniBatch();
+  mb_output = loss = at::Tensor();
   return true;
 }
 
@@ -225,9 +302,11 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
     double loss_sum = 0;
     for (int64_t pos = 0; pos < e.size(); pos += options_.eval_mb_size_) {
       const int64_t take = std::min(options_.eval_mb_size_, e.size() - pos);
-      Batch b = e.get(at::arange(pos, pos + take, at::kLong));
-      at::Tensor out = model_->forward(b.x.to(dev));
-      at::Tensor y = b.y.to(dev);
+      this->mb = MiniBatch::from(e.get(at::arange(pos, pos + take, at::kLong))).to(dev);
+      mb_output = model_->forward(this->mb.x, this->mb.t);
+      for (auto& p : plugins_) p->after_eval_forward(*this);
+      at::Tensor out = mb_output;
+      const at::Tensor& y = this->mb.y;
       // Classes the head has not grown to yet score the mask value (as
       // Avalanche's masked IncrementalClassifier): never predicted, finite loss.
       const int64_t needed = y.max().item<int64_t>() + 1;
@@ -241,6 +320,7 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
       ++clock_.eval_iterations;
     }
     r.samples = e.size();
+    r.task = e.task_label();
     r.accuracy = e.size() ? double(correct) / double(e.size()) : 0.0;
     r.loss = e.size() ? loss_sum / double(e.size()) : 0.0;
     total += e.size();
@@ -251,6 +331,8 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
   record.results = results;
   record.stream_accuracy = total ? double(total_correct) / double(total) : 0.0;
   record.stream_loss = total ? total_loss / double(total) : 0.0;
+  this->mb = MiniBatch();
+  mb_output = at::Tensor();
   evaluator_->record_eval(record);
   for (auto& p : plugins_) p->after_eval(*this);
   if (was_training) model_->train();

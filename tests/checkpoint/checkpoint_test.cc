@@ -10,6 +10,7 @@
 #include "continua/format/safetensors.h"
 #include "continua/io/file_system.h"
 #include "continua/training/plugins.h"
+#include "continua/training/registry.h"
 #include "test_util.h"
 
 namespace continua {
@@ -19,7 +20,8 @@ using testing::make_test_strategy;
 using testing::synthetic_benchmark;
 using testing::TempDir;
 
-const char* const kStrategies[] = {"naive", "replay", "ewc", "lwf", "cumulative"};
+// Every registered strategy, the ones tests register too (training/registry.h).
+const std::vector<std::string> kStrategies = strategy_names();
 
 struct Outcome {
   std::string digest;
@@ -71,10 +73,10 @@ TEST(Checkpoint, MissingFileLeavesStrategyUnchangedAndReturnsZero) {
 TEST(Checkpoint, ResumeAfterEachExperienceIsBitExactForEveryStrategy) {
   auto b = synthetic_benchmark(11);
   TempDir d;
-  for (const char* name : kStrategies) {
+  for (const std::string& name : kStrategies) {
     const Outcome ref = uninterrupted(name, *b);
     for (int64_t k = 1; k < 5; ++k) {
-      Outcome got = interrupted_at(name, *b, k, d.file(std::string(name) + ".st"));
+      Outcome got = interrupted_at(name, *b, k, d.file(name + ".st"));
       EXPECT_EQ(got.digest, ref.digest) << name << " interrupted after " << k;
       EXPECT_EQ(got.matrix, ref.matrix) << name << " interrupted after " << k;
     }
@@ -84,7 +86,7 @@ TEST(Checkpoint, ResumeAfterEachExperienceIsBitExactForEveryStrategy) {
 TEST(Checkpoint, ResumeInsideAnExperienceIsBitExact) {
   auto b = synthetic_benchmark(12);
   TempDir d;
-  for (const char* name : kStrategies) {
+  for (const std::string& name : kStrategies) {
     // Two epochs so a stop can land in either.
     auto full = make_test_strategy(name, *b, 1, 2);
     train_range(*full, *b, 0, 3);
@@ -290,7 +292,7 @@ TEST(Checkpoint, LoadIsAllOrNothing) {
   torch::manual_seed(1);
   auto wide = std::make_shared<Strategy>(
       make_model(ModelOptions().input_size(b->input_size()).hidden(33)), StrategyOptions().seed(1));
-  for (auto& p : make_strategy_plugins("ewc", {})) wide->add_plugin(p);
+  configure_strategy(*wide, "ewc");
   const std::string wide_before = wide->state_digest();
   try {
     maybe_load_checkpoint(*wide, d.file("ewc.st"), {}, {b});
@@ -343,9 +345,7 @@ TEST(Checkpoint, ReplayMemoryIsStoredAsIndicesNotSamples) {
     torch::manual_seed(1);
     Strategy s(make_model(ModelOptions().input_size(784).hidden(64)),
                StrategyOptions().train_mb_size(256).seed(1));
-    PluginOptions po;
-    po.mem_size = mem;
-    for (auto& p : make_strategy_plugins("replay", po)) s.add_plugin(p);
+    configure_strategy(s, "replay", {{"mem-size", mem}});
     s.train(b->train_stream()[0]);
     s.train(b->train_stream()[1]);
     EXPECT_EQ(s.plugin<ReplayPlugin>()->memory_size(), mem);

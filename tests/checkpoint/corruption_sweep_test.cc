@@ -21,6 +21,7 @@
 
 #include "../format/handcraft.h"
 #include "continua/format/safetensors.h"
+#include "continua/training/registry.h"
 #include "reliability_util.h"
 
 namespace continua::testing {
@@ -148,7 +149,7 @@ class Sweep {
   std::string last_case_;
 };
 
-class CorruptionSweep : public ::testing::TestWithParam<const char*> {
+class CorruptionSweep : public ::testing::TestWithParam<std::string> {
  protected:
   Subject& s() { return subject(GetParam()); }
 };
@@ -157,14 +158,14 @@ TEST_P(CorruptionSweep, OriginalLoads) {
   Subject& sub = s();
   EXPECT_EQ(try_load(*sub.strategy, sub.bytes, {sub.bench}), LoadOutcome::kLoaded);
   EXPECT_EQ(sub.strategy->state_digest(), sub.digest);
-  std::printf("checkpoint of '%s': %zu bytes, header %zu bytes\n", GetParam(), sub.bytes.size(),
+  std::printf("checkpoint of '%s': %zu bytes, header %zu bytes\n", GetParam().c_str(), sub.bytes.size(),
               sub.header_end);
 }
 
 TEST_P(CorruptionSweep, EveryBitOfTheHeader) {
   Subject& sub = s();
   std::string f = sub.bytes;
-  Sweep sweep(sub, std::string(GetParam()) + " header bits");
+  Sweep sweep(sub, GetParam() + " header bits");
   for (size_t byte = 0; byte < sub.header_end; ++byte) {
     for (int bit = 0; bit < 8; ++bit) {
       f[byte] ^= static_cast<char>(1 << bit);
@@ -180,7 +181,7 @@ TEST_P(CorruptionSweep, SampledBitsOfTheData) {
   const size_t data_bits = (f.size() - sub.header_end) * 8;
   const size_t samples = std::min<size_t>(10000 * scale(), data_bits);
   std::mt19937_64 rng(42);
-  Sweep sweep(sub, std::string(GetParam()) + " data bits");
+  Sweep sweep(sub, GetParam() + " data bits");
   for (size_t i = 0; i < samples; ++i) {
     // Exhaustive when the data is small, else uniform samples.
     const size_t b = samples == data_bits ? i : rng() % data_bits;
@@ -199,7 +200,7 @@ TEST_P(CorruptionSweep, Truncations) {
   for (size_t n = 0; n <= sub.header_end; n += (n < 64 ? 1 : 13)) lengths.push_back(n);
   for (size_t i = 0; i < 500 * scale(); ++i) lengths.push_back(sub.header_end + rng() % (f.size() - sub.header_end));
   lengths.push_back(f.size() - 1);
-  Sweep sweep(sub, std::string(GetParam()) + " truncations");
+  Sweep sweep(sub, GetParam() + " truncations");
   for (size_t n : lengths) sweep.run(f.data(), n, "truncated to " + std::to_string(n) + " bytes");
   // Appended bytes are damage too.
   std::string longer = f + std::string(1, '\0');
@@ -209,7 +210,7 @@ TEST_P(CorruptionSweep, Truncations) {
 TEST_P(CorruptionSweep, RandomOverwrites) {
   Subject& sub = s();
   std::mt19937_64 rng(1234);
-  Sweep sweep(sub, std::string(GetParam()) + " overwrites");
+  Sweep sweep(sub, GetParam() + " overwrites");
   std::string f = sub.bytes;
   for (size_t i = 0; i < 2000 * scale(); ++i) {
     const size_t pos = rng() % f.size();
@@ -227,7 +228,7 @@ TEST_P(CorruptionSweep, RandomOverwrites) {
 TEST_P(CorruptionSweep, RandomFiles) {
   Subject& sub = s();
   std::mt19937_64 rng(99);
-  Sweep sweep(sub, std::string(GetParam()) + " random files");
+  Sweep sweep(sub, GetParam() + " random files");
   for (size_t i = 0; i < 500 * scale(); ++i) {
     std::string f(rng() % 8192, '\0');
     for (char& c : f) c = static_cast<char>(rng());
@@ -241,8 +242,8 @@ TEST_P(CorruptionSweep, RandomFiles) {
   }
   // Real checkpoints of the other strategies are not this strategy's.
   std::vector<std::string> others;
-  for (const char* other : {"naive", "replay", "ewc", "lwf", "cumulative"}) {
-    if (std::string(other) == GetParam()) continue;
+  for (const std::string& other : strategy_names()) {
+    if (other == GetParam()) continue;
     others.push_back(checkpoint_bytes(*trained_strategy(other, *sub.bench, 1)));
   }
   // Training the others moved torch's global generator: reload our own state.
@@ -264,7 +265,7 @@ TEST_P(CorruptionSweep, RandomFiles) {
 TEST_P(CorruptionSweep, ResealedHeaderBits) {
   Subject& sub = s();
   std::mt19937_64 rng(5);
-  Sweep sweep(sub, std::string(GetParam()) + " resealed header bits");
+  Sweep sweep(sub, GetParam() + " resealed header bits");
   const size_t first = 8 + format::kHeaderCrcOffset + 9;  // after the CRC field
   for (size_t i = 0; i < 2000 * scale(); ++i) {
     std::string f = sub.bytes;
@@ -275,9 +276,8 @@ TEST_P(CorruptionSweep, ResealedHeaderBits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Strategies, CorruptionSweep,
-                         ::testing::Values("naive", "replay", "ewc", "lwf", "cumulative"),
-                         [](const auto& info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Strategies, CorruptionSweep, ::testing::ValuesIn(strategy_names()),
+                         [](const auto& info) { return test_name(info.param); });
 
 }  // namespace
 }  // namespace continua::testing

@@ -2,6 +2,7 @@
 // check, lock, leftover temporary files; and mid-experience resume through it
 // for every strategy.
 #include "continua/checkpoint/manager.h"
+#include "continua/training/registry.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -363,8 +364,8 @@ TEST_P(MidExperience, ResumeIsBitExact) {
   EXPECT_NE(skipped->state_digest(), reference->state_digest());
 }
 
-INSTANTIATE_TEST_SUITE_P(Strategies, MidExperience,
-                         ::testing::Values("naive", "replay", "ewc", "lwf", "cumulative"));
+INSTANTIATE_TEST_SUITE_P(Strategies, MidExperience, ::testing::ValuesIn(strategy_names()),
+                         [](const auto& info) { return testing::test_name(info.param); });
 
 // A stop requested before the first iteration of an experience (a signal
 // during the evaluation) must resume exactly, too.

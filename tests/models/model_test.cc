@@ -69,5 +69,75 @@ TEST(Model, CnnAndCloneAndBadOptions) {
   EXPECT_THROW(make_model(ModelOptions().dropout(1.5)), InvalidArgument);
 }
 
+TEST(Model, FeaturesAndHeadComposeToForward) {
+  torch::manual_seed(5);
+  auto m = make_model(ModelOptions().input_size(12).hidden(7));
+  m->adapt({0, 3});
+  at::Tensor x = torch::randn({5, 12});
+  at::Tensor h = m->features(x);
+  EXPECT_EQ(h.sizes(), (std::vector<int64_t>{5, 7}));
+  EXPECT_EQ(m->feature_size(), 7);
+  EXPECT_TRUE(m->head(h).equal(m->forward(x)));
+}
+
+// One head per task: a sample's logits come from its task's head, classes
+// that task has not shown are masked, and the heads checkpoint.
+TEST(Model, MultiHeadAnswersWithTheSamplesTaskHead) {
+  torch::manual_seed(6);
+  auto m = make_model(ModelOptions().input_size(6).hidden(5).multi_head(true));
+  EXPECT_TRUE(m->adapt({0, 1}, /*task=*/0));
+  EXPECT_TRUE(m->adapt({2, 3}, /*task=*/1));
+  EXPECT_FALSE(m->adapt({0, 1}, 0));
+  at::Tensor x = torch::randn({4, 6});
+  at::Tensor tasks = torch::tensor({0, 1, 1, 0}, torch::kLong);
+  at::Tensor out = m->forward(x, tasks);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{4, 4}));
+  // Task 0's rows: classes 2 and 3 masked; task 1's rows: 0 and 1 masked.
+  EXPECT_TRUE(out[0].narrow(0, 2, 2).eq(-1000).all().item<bool>());
+  EXPECT_TRUE(out[1].narrow(0, 0, 2).eq(-1000).all().item<bool>());
+  EXPECT_TRUE(out[1].narrow(0, 2, 2).ne(-1000).all().item<bool>());
+  EXPECT_EQ(out[0].argmax().item<int64_t>() < 2, true);
+  EXPECT_EQ(out[1].argmax().item<int64_t>() >= 2, true);
+  // A sample of a task with no head is an error, not a silent answer.
+  EXPECT_THROW(m->forward(x, torch::tensor({0, 1, 2, 0}, torch::kLong)), InvalidArgument);
+  // The heads (and which classes each has shown) load into a fresh model.
+  StateTree tree;
+  StateWriter w(tree, "m");
+  m->save_state(w);
+  torch::manual_seed(7);
+  auto fresh = make_model(ModelOptions().input_size(6).hidden(5).multi_head(true));
+  fresh->load_state(StateReader(tree, "m"));
+  EXPECT_TRUE(fresh->forward(x, tasks).equal(out));
+  // A single-head model refuses a multi-head checkpoint.
+  auto single = make_model(ModelOptions().input_size(6).hidden(5));
+  EXPECT_THROW(single->load_state(StateReader(tree, "m")), InvalidArgument);
+}
+
+// A user's own module as the feature extractor, continua's head on top: it
+// trains, clones and checkpoints like the built-in models.
+TEST(Model, UsersOwnFeatureExtractorCheckpointsAndClones) {
+  torch::manual_seed(8);
+  auto extractor = [] {
+    return torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(16, 9), torch::nn::Tanh());
+  };
+  auto m = make_model_with_features(extractor(), 9);
+  EXPECT_EQ(m->options().type_, "custom");
+  m->adapt({0, 4});
+  at::Tensor x = torch::randn({3, 1, 4, 4});
+  EXPECT_EQ(m->forward(x).sizes(), (std::vector<int64_t>{3, 5}));
+  auto copy = m->clone_model();
+  EXPECT_TRUE(copy->forward(x).equal(m->forward(x)));
+  copy->named_parameters()["features.1.weight"].data().add_(1);
+  EXPECT_FALSE(copy->forward(x).equal(m->forward(x)));
+  StateTree tree;
+  StateWriter w(tree);
+  m->save_state(w);
+  auto fresh = make_model_with_features(extractor(), 9);
+  fresh->load_state(StateReader(tree));
+  EXPECT_TRUE(fresh->forward(x).equal(m->forward(x)));
+  EXPECT_THROW(make_model_with_features(FeatureExtractor{}, 9), InvalidArgument);
+  EXPECT_THROW(make_model_with_features(extractor(), 0), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace continua

@@ -56,6 +56,20 @@ if [ -z "$whole" ] || [ "$whole" != "$split" ]; then
 fi
 "$PREFIX/bin/continua" verify "$TMP/split.safetensors"
 
+echo "== custom_model: a user's own feature extractor, interrupted after 2 experiences, resumes to the same digest"
+CM=$TMP/examples/custom_model/custom_model
+"$CM" "$TMP/cm_whole.safetensors" | tee "$TMP/cm_whole.txt"
+"$CM" "$TMP/cm_split.safetensors" --stop-after 2 | tee "$TMP/cm_split1.txt"
+grep -q "stopping after 2" "$TMP/cm_split1.txt"
+"$CM" "$TMP/cm_split.safetensors" | tee "$TMP/cm_split2.txt"
+grep -q "starting at experience 2" "$TMP/cm_split2.txt"
+grep -q "features of 4 samples: \[4, 24\]" "$TMP/cm_split2.txt"
+cm_whole=$(grep "state digest" "$TMP/cm_whole.txt")
+cm_split=$(grep "state digest" "$TMP/cm_split2.txt")
+if [ -z "$cm_whole" ] || [ "$cm_whole" != "$cm_split" ]; then
+  echo "FAIL: custom_model resumed '$cm_split', uninterrupted '$cm_whole'"; exit 1
+fi
+
 echo "== custom_plugin: the plugin's state is checkpointed"
 "$TMP/examples/custom_plugin/custom_plugin" "$TMP/plugin.safetensors" | tee "$TMP/plugin.txt"
 grep -q "restored: OK" "$TMP/plugin.txt"

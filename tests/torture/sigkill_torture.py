@@ -31,7 +31,13 @@ import sys
 import tempfile
 import time
 
-STRATEGIES = ["naive", "replay", "ewc", "lwf", "cumulative"]
+
+
+def registered_strategies(binary):
+    """Every strategy the binary registers (`continua strategies --json`)."""
+    out = subprocess.run([binary, "strategies", "--json"], check=True, capture_output=True, text=True).stdout
+    return [s["name"] for s in json.loads(out)]
+
 SAVE_DELAY_MS = 150
 
 
@@ -193,10 +199,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--kills-per-strategy", type=int, default=2)
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--strategies", default=None, help="comma list (default: every registered strategy)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", default=None, help="work in this directory and keep it")
     args = ap.parse_args()
+    if args.strategies is None:
+        args.strategies = ",".join(registered_strategies(args.bin))
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     work = args.keep or tempfile.mkdtemp(prefix="continua-torture-")

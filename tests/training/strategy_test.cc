@@ -5,6 +5,7 @@
 
 #include "continua/errors.h"
 #include "continua/training/plugins.h"
+#include "continua/training/registry.h"
 #include "continua/training/strategy.h"
 #include "test_util.h"
 
@@ -23,10 +24,7 @@ std::unique_ptr<Strategy> fmnist_strategy(const std::string& name, const Benchma
   auto s = std::make_unique<Strategy>(
       model, StrategyOptions().train_mb_size(32).epochs(epochs).seed(seed).optimizer(
                  OptimizerOptions().lr(lr).momentum(0.9)));
-  PluginOptions po;
-  po.mem_size = mem_size;
-  po.seed = seed;
-  for (auto& p : make_strategy_plugins(name, po)) s->add_plugin(p);
+  configure_strategy(*s, name, {{"mem-size", mem_size}}, seed);
   return s;
 }
 
@@ -131,17 +129,17 @@ TEST(Replay, MemoryHoldsIndicesWithinBudget) {
   }
 }
 
-TEST(Replay, TrainingSetIncludesMemory) {
+TEST(Cumulative, TrainingSetIncludesEarlierExperiences) {
   auto b = testing::synthetic_benchmark(2);
-  auto s = testing::make_test_strategy("replay", *b);
+  auto s = testing::make_test_strategy("cumulative", *b);
   s->train(b->train_stream()[0]);
-  auto replay = s->plugin<ReplayPlugin>();
-  ASSERT_TRUE(replay);
+  auto cumulative = s->plugin<CumulativePlugin>();
+  ASSERT_TRUE(cumulative);
   TrainingSet set;
   set.segments.push_back({&b->train_stream()[1], torch::arange(b->train_stream()[1].size())});
   // adapt_train_set needs the strategy's current experience.
-  replay->adapt_train_set(*s, set);
-  EXPECT_EQ(set.size(), b->train_stream()[1].size() + 50);
+  cumulative->adapt_train_set(*s, set);
+  EXPECT_EQ(set.size(), b->train_stream()[1].size() + b->train_stream()[0].size());
   // Batches mixing segments come back in the requested order.
   const int64_t n = set.size();
   at::Tensor idx = torch::tensor({n - 1, int64_t(0), n - 2, int64_t(1)}, torch::kLong);
@@ -150,6 +148,7 @@ TEST(Replay, TrainingSetIncludesMemory) {
     Batch one = set.get(idx.narrow(0, i, 1));
     EXPECT_TRUE(mixed.x[i].equal(one.x[0]));
     EXPECT_EQ(mixed.y[i].item<int64_t>(), one.y[0].item<int64_t>());
+    EXPECT_EQ(mixed.t[i].item<int64_t>(), one.t[0].item<int64_t>());
   }
 }
 
@@ -268,7 +267,8 @@ TEST(Strategy, InvalidOptionsNameTheOption) {
   expect_msg(StrategyOptions().device("cuda:0"), "--device");
   expect_msg(StrategyOptions().optimizer(OptimizerOptions().lr(-1)), "--lr");
   expect_msg(StrategyOptions().optimizer(OptimizerOptions().type("rmsprop")), "--optimizer");
-  EXPECT_THROW(make_strategy_plugins("icarl", {}), InvalidArgument);
+  EXPECT_THROW(configure_strategy(*testing::make_test_strategy("naive", *testing::synthetic_benchmark()), "no-such-method"),
+               InvalidArgument);
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ class AsyncCheckpointer {
   AsyncCheckpointer(const AsyncCheckpointer&) = delete;
   AsyncCheckpointer& operator=(const AsyncCheckpointer&) = delete;
 
-  AsyncSaveHandle save(const Strategy& strategy, const std::string& path,
+  AsyncSaveHandle save(const Checkpointable& strategy, const std::string& path,
                        const SaveOptions& options = {});
   // Waits for the last save; rethrows its exception.
   void wait();

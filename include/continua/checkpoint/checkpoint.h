@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "continua/state/checkpointable.h"
 #include "continua/state/object_registry.h"
 #include "continua/state/state_tree.h"
 
@@ -52,7 +53,6 @@ namespace continua {
 namespace io {
 class FileSystem;
 }
-class Strategy;
 
 // Where the tensors of a checkpoint go on load: no remapping (default); a
 // device; a device string ("cpu", "cuda:1"); a map from saved device strings
@@ -104,16 +104,32 @@ struct SaveOptions {
   io::FileSystem* fs_ = nullptr;
 };
 
-void save_checkpoint(const Strategy& strategy, const std::string& path,
+void save_checkpoint(const Checkpointable& strategy, const std::string& path,
                      const SaveOptions& options = {});
-void save_checkpoint(const Strategy& strategy, std::ostream& out, const SaveOptions& options = {});
+void save_checkpoint(const Checkpointable& strategy, std::ostream& out, const SaveOptions& options = {});
 
-std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, const std::string& path,
-                                                    const MapLocation& map_location = {},
-                                                    const UniqueObjects& unique_objects = {});
-std::pair<Strategy&, int64_t> maybe_load_checkpoint(Strategy& strategy, std::istream& in,
-                                                    const MapLocation& map_location = {},
-                                                    const UniqueObjects& unique_objects = {});
+// Loads the checkpoint into `strategy` and returns its next experience; 0,
+// with the strategy unchanged, when `path` does not exist.
+int64_t load_checkpoint_if_present(Checkpointable& strategy, const std::string& path,
+                                   const MapLocation& map_location = {},
+                                   const UniqueObjects& unique_objects = {});
+int64_t load_checkpoint_from_stream(Checkpointable& strategy, std::istream& in,
+                                    const MapLocation& map_location = {},
+                                    const UniqueObjects& unique_objects = {});
+
+// The Python API: {strategy, initial_exp}, with the caller's own type.
+template <typename S>
+std::pair<S&, int64_t> maybe_load_checkpoint(S& strategy, const std::string& path,
+                                             const MapLocation& map_location = {},
+                                             const UniqueObjects& unique_objects = {}) {
+  return {strategy, load_checkpoint_if_present(strategy, path, map_location, unique_objects)};
+}
+template <typename S>
+std::pair<S&, int64_t> maybe_load_checkpoint(S& strategy, std::istream& in,
+                                             const MapLocation& map_location = {},
+                                             const UniqueObjects& unique_objects = {}) {
+  return {strategy, load_checkpoint_from_stream(strategy, in, map_location, unique_objects)};
+}
 
 // Lower level: a verified checkpoint as a state tree plus its metadata.
 struct LoadedCheckpoint {
@@ -131,10 +147,10 @@ LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
                                  const MapLocation& map_location = {},
                                  const UniqueObjects& unique_objects = {});
 // Loads a tree into the strategy, all or nothing.
-int64_t load_state_tree(Strategy& strategy, const LoadedCheckpoint& checkpoint);
+int64_t load_state_tree(Checkpointable& strategy, const LoadedCheckpoint& checkpoint);
 
 // The whole state of the strategy as the tree a checkpoint stores.
-StateTree strategy_state(const Strategy& strategy);
+StateTree strategy_state(const Checkpointable& strategy);
 
 // Writes a state tree as a checkpoint (what save_checkpoint does after
 // collecting the state).

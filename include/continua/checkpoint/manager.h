@@ -101,12 +101,17 @@ class CheckpointManager {
   CheckpointManager& operator=(const CheckpointManager&) = delete;
 
   // Saves the strategy as the checkpoint of its current step; returns its path.
-  std::string save(const Strategy& strategy, const SaveOptions& options = {});
+  std::string save(const Checkpointable& strategy, const SaveOptions& options = {});
 
   // Loads the newest checkpoint that verifies (see the contract above);
   // returns the strategy and the index of the experience to train next.
-  std::pair<Strategy&, int64_t> maybe_load(Strategy& strategy, const MapLocation& map_location = {},
-                                           const UniqueObjects& unique_objects = {});
+  int64_t load_newest(Checkpointable& strategy, const MapLocation& map_location = {},
+                      const UniqueObjects& unique_objects = {});
+  template <typename S>
+  std::pair<S&, int64_t> maybe_load(S& strategy, const MapLocation& map_location = {},
+                                    const UniqueObjects& unique_objects = {}) {
+    return {strategy, load_newest(strategy, map_location, unique_objects)};
+  }
 
   // The checkpoints in the directory, oldest (lowest step) first.
   std::vector<Entry> list() const;

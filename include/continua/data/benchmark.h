@@ -37,14 +37,19 @@ class Experience {
  public:
   Experience(const Benchmark* origin, std::string stream, int64_t index,
              std::vector<int64_t> classes, std::shared_ptr<const Dataset> dataset,
-             at::Tensor indices, at::Tensor permutation = {});
+             at::Tensor indices, at::Tensor permutation = {}, int64_t task_label = 0,
+             std::pair<double, double> normalization = {0.0, 1.0});
 
   int64_t index() const { return index_; }
+  // The task this experience belongs to: 0 in class- and domain-incremental
+  // streams, the experience index in task-incremental ones.
+  int64_t task_label() const { return task_label_; }
   const std::string& stream() const { return stream_; }
   const std::vector<int64_t>& classes() const { return classes_; }
   int64_t size() const;
   // Samples at the given positions (0 <= p < size()), inputs permuted if the
-  // experience has a permutation.
+  // experience has a permutation and normalised ((x - mean) / std, the
+  // benchmark's), with the experience's task label.
   Batch get(const at::Tensor& positions) const;
   const at::Tensor& targets() const { return targets_; }  // int64 [size()]
 
@@ -62,6 +67,8 @@ class Experience {
   at::Tensor indices_;
   at::Tensor permutation_;
   at::Tensor targets_;
+  int64_t task_label_ = 0;
+  std::pair<double, double> normalization_;  // mean, std
 };
 
 struct BenchmarkOptions {
@@ -70,12 +77,20 @@ struct BenchmarkOptions {
   BenchmarkOptions& experiences(int64_t v) { experiences_ = v; return *this; }
   BenchmarkOptions& seed(uint64_t v) { seed_ = v; return *this; }
   BenchmarkOptions& subset(int64_t v) { subset_ = v; return *this; }
+  // The classes in the order the experiences bring them (a class split):
+  // experience i has classes [i*k, (i+1)*k) of this list. Empty: an order
+  // drawn from the seed.
+  BenchmarkOptions& class_order(std::vector<int64_t> v) { class_order_ = std::move(v); return *this; }
+  // Task-incremental: experience i is task i (Avalanche's return_task_id=True).
+  BenchmarkOptions& task_labels(bool v) { task_labels_ = v; return *this; }
 
   std::string name_ = "split-fmnist";  // split-fmnist, permuted-fmnist, split-synthetic
   std::string data_dir_ = "/usr/share/datasets/fashion-mnist";
   int64_t experiences_ = 5;
   uint64_t seed_ = 0;
   int64_t subset_ = 0;  // at most this many training samples per experience; 0: all
+  std::vector<int64_t> class_order_;
+  bool task_labels_ = false;
 };
 
 class Benchmark : public SerializableObject, public std::enable_shared_from_this<Benchmark> {
@@ -89,6 +104,8 @@ class Benchmark : public SerializableObject, public std::enable_shared_from_this
   const std::vector<Experience>& test_stream() const { return test_stream_; }
   const std::vector<Experience>& stream(const std::string& name) const;
   int64_t num_classes() const { return num_classes_; }
+  // Distinct task labels of the train stream (1 unless task-incremental).
+  int64_t num_tasks() const;
   std::vector<int64_t> sample_shape() const { return train_->sample_shape(); }
   int64_t input_size() const;
 

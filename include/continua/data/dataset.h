@@ -32,6 +32,7 @@ namespace continua {
 struct Batch {
   at::Tensor x;  // float32 [B, sample_shape...]
   at::Tensor y;  // int64 [B]
+  at::Tensor t;  // int64 [B], task labels (set by an experience; undefined from a dataset)
 };
 
 class Dataset {

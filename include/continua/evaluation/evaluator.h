@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct EvalResult {
   int64_t samples = 0;
   double accuracy = 0;
   double loss = 0;
+  int64_t task = 0;  // the experience's task label
 };
 
 struct EpochRecord {
@@ -144,6 +146,9 @@ class Evaluator : public Stateful {
   // Row i: accuracy on each test experience after training experience i
   // (only rows for evaluations of the "test" stream).
   const std::vector<std::vector<double>>& accuracy_matrix() const { return matrix_; }
+  // Accuracy per task label in the last evaluation of the test stream
+  // (samples of a task's experiences pooled): task -> accuracy.
+  std::map<int64_t, double> task_accuracy() const;
   const std::vector<EpochRecord>& epoch_history() const { return epochs_; }
   const std::vector<EvalRecord>& eval_history() const { return evals_; }
   // Mean accuracy of the last row over the experiences trained so far.

@@ -1,10 +1,22 @@
-// Models: SimpleMLP, a small CNN, and the incremental classifier head they
-// share, which grows when an experience brings new classes.
+// Models: a feature extractor and a classifier head on top of it. The head
+// grows when an experience brings new classes; with multi_head(true) there
+// is one head per task (task-incremental learning), each grown with its
+// task's classes, the other classes masked.
 //
 //   auto model = continua::make_model(continua::ModelOptions()
 //                                         .type("mlp").input_size(784).hidden(512));
 //   model->adapt({0, 1, 7});          // head now has 8 outputs, old rows kept
 //   at::Tensor logits = model->forward(x);
+//   at::Tensor h = model->features(x);  // what plugins read (iCaRL, LFL, ...)
+//   at::Tensor same = model->head(h);
+//
+// A user's own torch::nn::Module is the feature extractor through
+// make_model_with_features (its forward maps a batch to [B, feature_size]);
+// continua's head goes on top, and it checkpoints like the built-in models:
+//
+//   auto model = continua::make_model_with_features(
+//       torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(784, 64), torch::nn::ReLU()),
+//       /*feature_size=*/64);
 //
 // A model's state (save_state) is its named parameters and buffers with their
 // current shapes; load_state first grows the head to the saved shape, so a
@@ -19,6 +31,8 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,11 +50,12 @@ struct ModelOptions {
   ModelOptions& initial_classes(int64_t v) { initial_classes_ = v; return *this; }
   ModelOptions& channels(int64_t v) { channels_ = v; return *this; }
   ModelOptions& image_size(int64_t v) { image_size_ = v; return *this; }
+  ModelOptions& multi_head(bool v) { multi_head_ = v; return *this; }
 
   nlohmann::json to_json() const;
   static ModelOptions from_json(const nlohmann::json& j);
 
-  std::string type_ = "mlp";  // mlp, cnn
+  std::string type_ = "mlp";  // mlp, cnn; "custom" for make_model_with_features
   int64_t input_size_ = 784;
   int64_t hidden_ = 512;
   int64_t layers_ = 1;
@@ -48,6 +63,7 @@ struct ModelOptions {
   int64_t initial_classes_ = 2;
   int64_t channels_ = 1;     // cnn
   int64_t image_size_ = 28;  // cnn: square images
+  bool multi_head_ = false;  // one head per task
 };
 
 // A linear output layer that grows to cover every class seen so far.
@@ -61,6 +77,7 @@ class IncrementalClassifierImpl : public torch::nn::Module {
   // Exactly `outputs` rows (the first min(old, new) kept): for loads.
   void resize_to(int64_t outputs);
   int64_t out_features() const;
+  int64_t in_features() const { return in_features_; }
 
  private:
   int64_t in_features_;
@@ -68,32 +85,73 @@ class IncrementalClassifierImpl : public torch::nn::Module {
 };
 TORCH_MODULE(IncrementalClassifier);
 
+// One IncrementalClassifier per task (Avalanche's MultiHeadClassifier): the
+// rows of task t's output are its head's logits for the classes task t has
+// shown, every other class at the mask value. Parameters
+// "task<t>.head.weight" and "task<t>.head.bias"; the buffer "active<t>"
+// (bool, the classes task t has shown).
+class MultiHeadClassifierImpl : public torch::nn::Module {
+ public:
+  explicit MultiHeadClassifierImpl(int64_t in_features) : in_features_(in_features) {}
+  // tasks: int64 [B]; the output is as wide as the widest head.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& tasks);
+  // Makes room for the classes in task's head; true if parameters changed.
+  bool adapt(int64_t task, const std::vector<int64_t>& classes);
+  // Exactly these tasks with these widths (loads); active masks are then
+  // copied in by the loader.
+  void resize_to(const std::map<int64_t, int64_t>& widths);
+  std::map<int64_t, int64_t> widths() const;
+  int64_t out_features() const;
+
+ private:
+  int64_t in_features_;
+  std::map<int64_t, IncrementalClassifier> heads_;
+  std::map<int64_t, at::Tensor> active_;
+};
+TORCH_MODULE(MultiHeadClassifier);
+
 class Model : public torch::nn::Module, public Stateful {
  public:
   explicit Model(ModelOptions options) : options_(std::move(options)) {}
-  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  // The classifier's logits. tasks (int64 [B]) chooses each sample's head
+  // in a multi-head model; a single-head model ignores it.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& tasks = {});
+  // [B, feature_size()]: the input to the head.
+  virtual at::Tensor features(const at::Tensor& x) = 0;
+  at::Tensor head(const at::Tensor& features, const at::Tensor& tasks = {});
+  int64_t feature_size() const;
 
-  // Makes room for the classes; true if the parameter set changed.
-  bool adapt(const std::vector<int64_t>& classes);
-  int64_t num_outputs() const { return classifier_->out_features(); }
+  // Makes room for the classes (in task's head for a multi-head model);
+  // true if the parameter set changed.
+  bool adapt(const std::vector<int64_t>& classes, int64_t task = 0);
+  int64_t num_outputs() const;
+  bool multi_head() const { return options_.multi_head_; }
   const ModelOptions& options() const { return options_; }
 
   // A new model of the same options with a copy of this one's state.
   std::shared_ptr<Model> clone_model() const;
+  // A new model of the same architecture (its own initial weights, drawn
+  // from torch's generator for the built-in models).
+  virtual std::shared_ptr<Model> clone_empty() const;
 
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
   void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
  protected:
+  void stage_load_multi_head(const StateReader& reader, LoadTransaction& tx);
+  // Registers the head(s) on top of features of this size.
+  void make_classifier(int64_t feature_size);
   ModelOptions options_;
+  int64_t feature_size_ = 0;
   IncrementalClassifier classifier_{nullptr};
+  MultiHeadClassifier multi_{nullptr};
 };
 
 class SimpleMLP : public Model {
  public:
   explicit SimpleMLP(const ModelOptions& options);
-  at::Tensor forward(const at::Tensor& x) override;
+  at::Tensor features(const at::Tensor& x) override;
 
  private:
   torch::nn::Sequential features_{nullptr};
@@ -102,12 +160,38 @@ class SimpleMLP : public Model {
 class SimpleCNN : public Model {
  public:
   explicit SimpleCNN(const ModelOptions& options);
-  at::Tensor forward(const at::Tensor& x) override;
+  at::Tensor features(const at::Tensor& x) override;
 
  private:
   torch::nn::Sequential features_{nullptr};
 };
 
 std::shared_ptr<Model> make_model(const ModelOptions& options);
+
+// A user's module as a feature extractor: the module (cloneable: a
+// torch::nn::Sequential or a module deriving from torch::nn::Cloneable) and
+// how to call its forward, which maps a batch to [B, feature_size].
+struct FeatureExtractor {
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<at::Tensor(torch::nn::Module&, const at::Tensor&)> forward;
+
+  template <typename Holder>
+  static FeatureExtractor of(Holder holder) {
+    using Impl = typename Holder::ContainedType;
+    return {holder.ptr(), [](torch::nn::Module& m, const at::Tensor& x) -> at::Tensor {
+              return dynamic_cast<Impl&>(m).forward(x);
+            }};
+  }
+};
+
+// A model whose feature extractor is the user's module, continua's head on
+// top. Options' type becomes "custom"; hidden is the feature size.
+std::shared_ptr<Model> make_model_with_features(FeatureExtractor extractor, int64_t feature_size,
+                                                ModelOptions options = ModelOptions());
+template <typename Holder, typename = typename Holder::ContainedType>
+std::shared_ptr<Model> make_model_with_features(Holder module, int64_t feature_size,
+                                                ModelOptions options = ModelOptions()) {
+  return make_model_with_features(FeatureExtractor::of(std::move(module)), feature_size, std::move(options));
+}
 
 }  // namespace continua

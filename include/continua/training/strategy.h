@@ -1,9 +1,19 @@
 // The strategy template: train(experience) and eval(stream), with plugins.
 //
 // A Strategy owns a model, an optimizer, an optional scheduler, a clock, the
-// data-order generator, the evaluator and a list of plugins (replay, EWC,
-// LwF, cumulative, checkpointing...). Its training loop runs mini-batches over
-// epochs and calls each plugin's hooks at fixed points. Everything that
+// data-order generator, the evaluator, a criterion and a list of plugins
+// (replay, EWC, LwF, cumulative, checkpointing...). Its training loop runs
+// mini-batches over epochs and calls each plugin's hooks at fixed points:
+//
+//   before_training_exp, adapt_train_set, before_training_epoch, then per
+//   iteration: adapt_batch (add memory rows), before_training_iteration,
+//   after_forward, criterion, before_backward (add terms to loss),
+//   after_backward (= before the update: project gradients), the optimizer
+//   step, after_update, after_training_iteration; after_training_epoch,
+//   after_training_exp. Evaluation: before_eval, after_eval_forward (replace
+//   the scores: nearest-mean classifiers), after_eval.
+//
+// A method is registered with its plugins in training/registry.h. Everything that
 // changes as it trains is in its state (save_state / load_state), including
 // the position inside an epoch: a strategy restored from a checkpoint taken
 // after any iteration continues with the next mini-batch and ends
@@ -28,6 +38,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +46,7 @@
 #include "continua/data/benchmark.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
+#include "continua/state/checkpointable.h"
 #include "continua/state/state_tree.h"
 #include "continua/training/optimizer.h"
 
@@ -65,10 +77,32 @@ struct TrainingSet {
   Batch get(const at::Tensor& indices) const;
 };
 
+// The mini-batch of a training iteration (or of an evaluation step): the
+// samples of the experience first, then the rows plugins added (a replay
+// memory's), each such row with its slot in that memory and its payload.
+struct MiniBatch {
+  at::Tensor x, y, t;      // inputs, class labels, task labels
+  at::Tensor memory_slot;  // int64 [B]: -1 for a sample of the experience, else its memory slot
+  // Per-row tensors [B, ...] plugins attach (stored logits): zeros in rows
+  // that did not bring one.
+  std::map<std::string, at::Tensor> payload;
+
+  int64_t size() const { return y.defined() ? y.size(0) : 0; }
+  at::Tensor from_memory() const { return memory_slot.ge(0); }
+  int64_t new_samples() const;  // rows from the experience
+  // Appends rows (with their memory slots and payload).
+  void append(const MiniBatch& rows);
+  MiniBatch narrow(int64_t begin, int64_t length) const;
+  MiniBatch to(const c10::Device& device) const;
+  static MiniBatch from(const Batch& b);  // memory_slot -1 everywhere
+};
+
 class Plugin : public Stateful {
  public:
   // The key of the plugin's state: strategy.plugins.<name>.
   virtual std::string name() const = 0;
+  // Called once by Strategy::add_plugin (set a criterion, keep the model).
+  virtual void attached(Strategy&) {}
   // False for a plugin that changes how training runs but not what it
   // computes into the state (DataParallelPlugin): it is left out of the
   // state and of plugin_names, so a checkpoint taken with it loads without
@@ -80,6 +114,10 @@ class Plugin : public Stateful {
   // state, since it runs again when a run resumes mid-experience.
   virtual void adapt_train_set(Strategy&, TrainingSet&) {}
   virtual void before_training_epoch(Strategy&) {}
+  // Add rows to the iteration's mini-batch (s.mb), e.g. a memory batch.
+  // Runs before before_training_iteration, so data-parallel training splits
+  // the whole batch. Random draws must come from generators in the state.
+  virtual void adapt_batch(Strategy&, MiniBatch&) {}
   virtual void before_training_iteration(Strategy&) {}
   virtual void after_forward(Strategy&) {}
   // Combine the batch's metrics (mean loss of the batch of `take` samples,
@@ -88,7 +126,11 @@ class Plugin : public Stateful {
                                     int64_t& /*batch_correct*/) {}
   // Add penalties to strategy.loss here.
   virtual void before_backward(Strategy&) {}
+  // Between backward and the optimizer step: gradients are there to read or
+  // project (GEM, A-GEM).
   virtual void after_backward(Strategy&) {}
+  // Right after the optimizer step (SI accumulates its path integral here).
+  virtual void after_update(Strategy&) {}
   virtual void after_training_iteration(Strategy&) {}
   // An exception left a training iteration (a hook, the forward or backward
   // threw): every plugin is told, in reverse order, so it can undo what it
@@ -97,6 +139,9 @@ class Plugin : public Stateful {
   virtual void after_training_epoch(Strategy&) {}
   virtual void after_training_exp(Strategy&) {}
   virtual void before_eval(Strategy&) {}
+  // After the model scored an evaluation batch (s.mb, s.mb_output): a
+  // plugin may replace s.mb_output (iCaRL's nearest-mean-of-exemplars).
+  virtual void after_eval_forward(Strategy&) {}
   virtual void after_eval(Strategy&) {}
 
   void save_state(StateWriter&) const override {}
@@ -121,7 +166,12 @@ struct StrategyOptions {
   SchedulerOptions scheduler_;
 };
 
-class Strategy : public Stateful {
+// The loss of a training iteration from s.mb and s.mb_output.
+using Criterion = std::function<at::Tensor(Strategy&)>;
+// Cross-entropy over the whole batch (the default criterion).
+at::Tensor cross_entropy_criterion(Strategy& s);
+
+class Strategy : public Checkpointable {
  public:
   Strategy(std::shared_ptr<Model> model, StrategyOptions options,
            std::shared_ptr<Evaluator> evaluator = nullptr);
@@ -156,7 +206,13 @@ class Strategy : public Stateful {
 
   // The index of the next experience to train: the one in progress, or the
   // number trained.
-  int64_t next_experience() const;
+  int64_t next_experience() const override;
+  int64_t step() const override { return clock_.train_iterations; }
+
+  // The loss of each iteration; plugins replace it (ER-ACE, DER) or add
+  // terms in before_backward.
+  void set_criterion(Criterion criterion);
+  const Criterion& criterion() const { return criterion_; }
   bool in_experience() const { return loop_.experience >= 0; }
 
   void save_state(StateWriter& writer) const override;
@@ -182,8 +238,10 @@ class Strategy : public Stateful {
   const Experience* experience() const { return experience_; }
   at::Generator& data_generator() { return data_generator_; }
 
-  // The current mini-batch (valid in iteration hooks).
-  at::Tensor mb_x, mb_y, mb_output, loss;
+  // The current mini-batch, the model's output on it and the loss (valid in
+  // iteration and evaluation hooks).
+  MiniBatch mb;
+  at::Tensor mb_output, loss;
 
  protected:
   // Rebinds the optimizer after the model's parameter set changed.
@@ -200,6 +258,7 @@ class Strategy : public Stateful {
   std::atomic<bool> stop_requested_{false};
   const Experience* experience_ = nullptr;
   IterationCallback iteration_callback_;
+  Criterion criterion_ = cross_entropy_criterion;
 
   // Where the loop is inside an experience: -1 when between experiences.
   struct LoopState {
@@ -212,20 +271,5 @@ class Strategy : public Stateful {
     int64_t seen = 0;
   } loop_;
 };
-
-// Naive, replay, ewc, lwf, cumulative: a Strategy with the plugin that makes
-// each. Throws InvalidArgument for an unknown name.
-struct PluginOptions {
-  int64_t mem_size = 200;             // replay
-  std::string replay_policy = "reservoir";  // reservoir, class-balanced
-  double ewc_lambda = 1.0;          // ewc
-  std::string ewc_mode = "separate";  // separate, online
-  double ewc_decay = 1.0;             // online ewc
-  double lwf_alpha = 1.0;             // lwf
-  double lwf_temperature = 2.0;
-  uint64_t seed = 0;                  // plugins' own generators
-};
-std::vector<std::shared_ptr<Plugin>> make_strategy_plugins(const std::string& strategy,
-                                                           const PluginOptions& options);
 
 }  // namespace continua

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""continua against Avalanche on split Fashion-MNIST, strategy by strategy.
+
+Runs `continua run` on the configuration of the peer's measurements (SimpleMLP
+784-512-10 with Avalanche's Dropout(0.5), SGD lr 0.01 momentum 0.9, 1 epoch,
+train mini-batch 128, eval mini-batch 1000, seed 1234, Avalanche's class order
+for that seed), one strategy at a time, with the default thread setting, and
+prints continua's average accuracy and whole-process wall time beside
+Avalanche's (measured on this kind of machine, see PEERS below), as a Markdown
+table; --json writes every run's accuracy matrix too.
+
+  bench/compare_peer.py --bin build/continua [--strategies naive,replay] [--json out.json]
+
+The peer's figures are Avalanche's own implementations (git eb075be) on
+Debian's PyTorch 1.13.1 with OpenBLAS, 2-core AMD EPYC: average accuracy, and
+train+eval seconds at its faster of 1 and 2 threads. Its scripts are in the
+steering repository's shared/peer/ (run_peers.sh) for a side-by-side rerun.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+COMMON = ["--epochs", "1", "--train-mb-size", "128", "--eval-mb-size", "1000", "--lr", "0.01",
+          "--momentum", "0.9", "--hidden", "512", "--seed", "1234",
+          "--class-order", "4,5,8,2,9,6,1,7,0,3"]
+
+# name: (continua options, Avalanche's average accuracy, Avalanche's best train+eval seconds,
+#        Avalanche's final accuracy row)
+PEERS = {
+    "naive": (["--strategy", "naive"], 0.2482, 34.7, [0.0, 0.0, 0.0, 0.322, 0.919]),
+    "replay": (["--strategy", "replay", "--mem-size", "500"], 0.7860, 53.0,
+               [0.748, 0.7645, 0.64, 0.8805, 0.897]),
+    "replay-class-balanced": (["--strategy", "replay", "--mem-size", "500", "--replay-policy", "class-balanced"],
+                              0.7900, 47.7, [0.733, 0.7855, 0.6615, 0.877, 0.893]),
+    "cumulative": (["--strategy", "cumulative"], 0.8524, 75.3, [0.873, 0.8695, 0.75, 0.941, 0.8285]),
+    "ewc": (["--strategy", "ewc", "--ewc-lambda", "1"], 0.2681, 59.6, [0.0, 0.0, 0.0, 0.4215, 0.919]),
+    "ewc-online": (["--strategy", "ewc", "--ewc-mode", "online", "--ewc-lambda", "1", "--ewc-decay", "0.9"],
+                   0.2687, 58.4, [0.0, 0.0, 0.0, 0.4245, 0.919]),
+    "lwf": (["--strategy", "lwf", "--lwf-alpha", "1", "--lwf-temperature", "2"], 0.2258, 37.7,
+            [0.0, 0.0, 0.0, 0.2005, 0.9285]),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="build/continua")
+    ap.add_argument("--strategies", default=",".join(PEERS))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--json", default=None, help="write every run's figures and matrices here")
+    ap.add_argument("--extra", default="", help="more continua options, e.g. '--threads 1'")
+    args = ap.parse_args()
+    rows, out = [], {}
+    print("| strategy | continua avg acc | Avalanche avg acc | difference | continua s | Avalanche s | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.strategies.split(","):
+        opts, peer_acc, peer_s, peer_row = PEERS[name]
+        with tempfile.TemporaryDirectory() as d:
+            cmd = [args.bin, "run", *COMMON, *opts, "--verbosity", "quiet", "--out", d, *args.extra.split()]
+            if args.data_dir:
+                cmd += ["--data-dir", args.data_dir]
+            t0 = time.monotonic()
+            subprocess.run(cmd, check=True)
+            seconds = time.monotonic() - t0
+            with open(os.path.join(d, "results.json")) as f:
+                res = json.load(f)
+        acc = res["average_accuracy"]
+        print(f"| {name} | {acc:.4f} | {peer_acc:.4f} | {acc - peer_acc:+.4f} | {seconds:.1f} | {peer_s:.1f} | "
+              f"{peer_s / seconds:.1f}x |", flush=True)
+        out[name] = {"command": " ".join(cmd[:-2] if args.extra == "" else cmd), "average_accuracy": acc,
+                     "seconds": seconds, "accuracy_matrix": res["accuracy_matrix"],
+                     "peer_average_accuracy": peer_acc, "peer_seconds": peer_s, "peer_last_row": peer_row}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+#include "continua/training/memory.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <set>
+
+#include "continua/errors.h"
+#include "continua/training/strategy.h"
+
+namespace continua {
+
+std::vector<int64_t> balanced_shares(int64_t total, int64_t groups) {
+  std::vector<int64_t> shares(size_t(std::max<int64_t>(groups, 0)), groups > 0 ? total / groups : 0);
+  for (int64_t i = 0; i < total - (groups > 0 ? total / groups * groups : 0); ++i) ++shares[size_t(i)];
+  return shares;
+}
+
+at::Tensor herding_order(const at::Tensor& features, int64_t m) {
+  const int64_t n = features.size(0);
+  m = std::min(m, n);
+  at::Tensor f = features.to(at::kDouble);
+  at::Tensor mu = f.mean(0);
+  at::Tensor sum = at::zeros_like(mu);
+  at::Tensor taken = at::zeros({n}, at::kBool);
+  std::vector<int64_t> picks;
+  picks.reserve(size_t(m));
+  for (int64_t k = 0; k < m; ++k) {
+    // The candidate whose addition brings the running mean closest to mu.
+    at::Tensor cand = (sum.unsqueeze(0) + f) / double(k + 1);
+    at::Tensor dist = (cand - mu.unsqueeze(0)).pow(2).sum(1);
+    dist.masked_fill_(taken, std::numeric_limits<double>::infinity());
+    const int64_t i = dist.argmin().item<int64_t>();
+    picks.push_back(i);
+    taken[i] = true;
+    sum += f[i];
+  }
+  return at::tensor(picks, at::kLong);
+}
+
+Memory::Memory(MemoryOptions options)
+    : options_(std::move(options)),
+      generator_(at::make_generator<at::CPUGeneratorImpl>(options_.seed_ + 0x5eed)) {
+  if (options_.size_ < 0) throw InvalidArgument("--mem-size must be >= 0, got " + std::to_string(options_.size_));
+  const auto& p = options_.policy_;
+  if (p != "experience-balanced" && p != "class-balanced" && p != "reservoir") {
+    throw InvalidArgument("--replay-policy: unknown policy '" + p +
+                          "' (known: experience-balanced, class-balanced, reservoir)");
+  }
+  if (options_.selection_ != "random" && options_.selection_ != "herding") {
+    throw InvalidArgument("memory selection: unknown '" + options_.selection_ + "' (known: random, herding)");
+  }
+  experiences_ = positions_ = labels_ = at::empty({0}, at::kLong);
+  priorities_ = at::empty({0}, at::kFloat);
+}
+
+void Memory::bind(const Experience& e) {
+  if (!e.origin()) throw InvalidArgument("memory: experience " + std::to_string(e.index()) + " has no benchmark");
+  if (benchmark_ && benchmark_.get() != e.origin()) {
+    throw InvalidArgument(
+        "memory: experiences come from another benchmark than the one in memory "
+        "(pass the live benchmark in unique_objects when loading)");
+  }
+  if (!benchmark_) benchmark_ = e.origin()->shared_from_this();
+}
+
+at::Tensor Memory::tasks() const {
+  if (!benchmark_ || size() == 0) return at::zeros({size()}, at::kLong);
+  std::vector<int64_t> table;
+  for (const auto& e : benchmark_->train_stream()) table.push_back(e.task_label());
+  return at::tensor(table, at::kLong).index_select(0, experiences_);
+}
+
+namespace {
+std::map<int64_t, at::Tensor> slots_by(const at::Tensor& keys) {
+  std::map<int64_t, at::Tensor> out;
+  if (keys.numel() == 0) return out;
+  at::Tensor uniq = std::get<0>(at::_unique(keys, /*sorted=*/true));
+  for (int64_t i = 0; i < uniq.size(0); ++i) {
+    const int64_t k = uniq[i].item<int64_t>();
+    out[k] = keys.eq(k).nonzero().flatten();
+  }
+  return out;
+}
+}  // namespace
+
+std::map<int64_t, at::Tensor> Memory::slots_by_class() const { return slots_by(labels_); }
+std::map<int64_t, at::Tensor> Memory::slots_by_experience() const { return slots_by(experiences_); }
+
+void Memory::take(const at::Tensor& slots) {
+  experiences_ = experiences_.index_select(0, slots);
+  positions_ = positions_.index_select(0, slots);
+  labels_ = labels_.index_select(0, slots);
+  priorities_ = priorities_.index_select(0, slots);
+  for (auto& [name, t] : payload_) t = t.index_select(0, slots.to(t.device()));
+}
+
+void Memory::select(const std::vector<at::Tensor>& groups, const std::vector<int64_t>& caps) {
+  std::vector<at::Tensor> keep;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const at::Tensor& slots = groups[g];
+    if (slots.numel() == 0 || caps[g] == 0) continue;
+    at::Tensor pr = priorities_.index_select(0, slots);
+    at::Tensor order = std::get<1>(pr.sort(/*stable=*/true, 0, /*descending=*/true));
+    keep.push_back(slots.index_select(0, order.narrow(0, 0, std::min<int64_t>(caps[g], slots.size(0)))));
+  }
+  take(keep.empty() ? at::empty({0}, at::kLong) : at::cat(keep));
+}
+
+void Memory::update(const Experience& exp, const FeatureFunction& features) {
+  bind(exp);
+  const int64_t n = exp.size();
+  at::Tensor pr;
+  if (options_.selection_ == "herding") {
+    if (!features) throw InvalidArgument("memory: herding selection needs a feature function");
+    // Herding rank within each candidate group of the policy: the share's
+    // first picks get the highest priorities.
+    pr = at::zeros({n}, at::kFloat);
+    std::map<int64_t, at::Tensor> groups;
+    if (options_.policy_ == "class-balanced") {
+      groups = slots_by(exp.targets());
+    } else {
+      groups[0] = at::arange(n, at::kLong);
+    }
+    for (const auto& [key, cand] : groups) {
+      at::Tensor f;
+      {
+        std::vector<at::Tensor> parts;
+        for (int64_t b = 0; b < cand.size(0); b += 1024) {
+          parts.push_back(features(exp.get(cand.narrow(0, b, std::min<int64_t>(1024, cand.size(0) - b)))).to(at::kCPU));
+        }
+        f = at::cat(parts);
+      }
+      at::Tensor picks = herding_order(f, std::min<int64_t>(options_.size_, cand.size(0)));
+      const int64_t m = picks.size(0);
+      at::Tensor ranks = at::arange(m, 0, -1, at::kFloat) / float(m) + 1.0f;  // (1, 2]
+      pr.index_put_({cand.index_select(0, picks)}, ranks);
+    }
+  } else {
+    pr = at::rand({n}, generator_, at::kFloat);
+  }
+  experiences_ = at::cat({experiences_, at::full({n}, exp.index(), at::kLong)});
+  positions_ = at::cat({positions_, at::arange(n, at::kLong)});
+  labels_ = at::cat({labels_, exp.targets().to(at::kLong)});
+  priorities_ = at::cat({priorities_, pr});
+  for (auto& [name, t] : payload_) {
+    auto shape = t.sizes().vec();
+    shape[0] = n;
+    t = at::cat({t, at::zeros(shape, t.options())});
+  }
+  std::vector<at::Tensor> groups;
+  if (options_.policy_ == "reservoir") {
+    groups.push_back(at::arange(size(), at::kLong));
+  } else {
+    for (auto& [key, slots] : slots_by(options_.policy_ == "class-balanced" ? labels_ : experiences_)) {
+      groups.push_back(slots);
+    }
+  }
+  select(groups, balanced_shares(options_.size_, int64_t(groups.size())));
+}
+
+at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
+                           const std::map<std::string, at::Tensor>& payload) {
+  bind(exp);
+  const int64_t k = positions.size(0);
+  at::Tensor where = at::full({k}, -1, at::kLong);
+  if (options_.size_ == 0 || k == 0) {
+    seen_ += k;
+    return where;
+  }
+  at::Tensor u = at::rand({k}, generator_, at::kDouble);
+  at::Tensor pos = positions.to(at::kCPU, at::kLong);
+  at::Tensor labels = exp.targets().index_select(0, pos);
+  for (const auto& [name, t] : payload) {
+    if (t.size(0) != k) throw InvalidArgument("memory: payload '" + name + "' has another number of rows");
+    if (!payload_.count(name)) {
+      auto shape = t.sizes().vec();
+      shape[0] = size();
+      payload_[name] = at::zeros(shape, t.options().device(at::kCPU));
+    }
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    int64_t slot = -1;
+    if (size() < options_.size_) {
+      slot = size();
+      experiences_ = at::cat({experiences_, at::full({1}, exp.index(), at::kLong)});
+      positions_ = at::cat({positions_, pos.narrow(0, i, 1)});
+      labels_ = at::cat({labels_, labels.narrow(0, i, 1)});
+      priorities_ = at::cat({priorities_, at::zeros({1}, at::kFloat)});
+      for (auto& [name, t] : payload_) {
+        auto it = payload.find(name);
+        auto shape = t.sizes().vec();
+        shape[0] = 1;
+        t = at::cat({t, it != payload.end() ? it->second.narrow(0, i, 1).to(at::kCPU, t.scalar_type())
+                                            : at::zeros(shape, t.options())});
+      }
+    } else {
+      const int64_t j = int64_t(u[i].item<double>() * double(seen_ + 1));
+      if (j < options_.size_) {
+        slot = j;
+        experiences_[j] = exp.index();
+        positions_[j] = pos[i];
+        labels_[j] = labels[i];
+        for (auto& [name, t] : payload_) {
+          auto it = payload.find(name);
+          if (it != payload.end()) {
+            t[j].copy_(it->second[i].to(at::kCPU));
+          } else {
+            t[j].zero_();
+          }
+        }
+      }
+    }
+    where[i] = slot;
+    ++seen_;
+  }
+  return where;
+}
+
+at::Tensor Memory::sample(int64_t n) {
+  const int64_t m = size();
+  if (m == 0 || n <= 0) return at::empty({0}, at::kLong);
+  return at::randperm(m, generator_, at::kLong).narrow(0, 0, std::min(n, m));
+}
+
+MiniBatch Memory::get(const at::Tensor& slots) const {
+  const at::Tensor s = slots.to(at::kCPU, at::kLong);
+  at::Tensor exps = experiences_.index_select(0, s);
+  at::Tensor pos = positions_.index_select(0, s);
+  std::vector<at::Tensor> xs, ys, ts, where;
+  for (const auto& [e, rows] : slots_by(exps)) {
+    Batch b = benchmark_->train_stream().at(size_t(e)).get(pos.index_select(0, rows));
+    xs.push_back(b.x);
+    ys.push_back(b.y);
+    ts.push_back(b.t);
+    where.push_back(rows);
+  }
+  MiniBatch out;
+  if (xs.empty()) return out;
+  at::Tensor w = at::cat(where);
+  at::Tensor inverse = at::empty_like(w);
+  inverse.index_put_({w}, at::arange(w.size(0), w.options()));
+  out.x = at::cat(xs).index_select(0, inverse);
+  out.y = at::cat(ys).index_select(0, inverse);
+  out.t = at::cat(ts).index_select(0, inverse);
+  out.memory_slot = s;
+  for (const auto& [name, t] : payload_) out.payload[name] = t.index_select(0, s);
+  return out;
+}
+
+void Memory::set_payload(const std::string& name, at::Tensor values) {
+  if (values.dim() < 1 || values.size(0) != size()) {
+    throw InvalidArgument("memory: payload '" + name + "' needs " + std::to_string(size()) + " rows");
+  }
+  payload_[name] = std::move(values);
+}
+
+const at::Tensor& Memory::payload(const std::string& name) const {
+  auto it = payload_.find(name);
+  if (it == payload_.end()) throw InvalidArgument("memory: no payload '" + name + "'");
+  return it->second;
+}
+
+void Memory::save_state(StateWriter& w) const {
+  w.write("size", options_.size_);
+  w.write("policy", options_.policy_);
+  w.write("selection", options_.selection_);
+  w.write("seen", seen_);
+  at::Generator g = generator_;  // a handle; get_state() is not const
+  w.write("rng", g.get_state());
+  if (benchmark_) w.write_object("benchmark", benchmark_);
+  // 32-bit on disk: a memory of 5,000 samples costs 60 KB (experience
+  // indices and positions are far below 2^31; checked on load).
+  w.write("experiences", experiences_.to(at::kInt));
+  w.write("positions", positions_.to(at::kInt));
+  w.write("priorities", priorities_);
+  nlohmann::json names = nlohmann::json::array();
+  for (const auto& [name, t] : payload_) {
+    names.push_back(name);
+    w.child("payload").write(name, t);
+  }
+  w.write("payload_names", names);
+}
+
+void Memory::load_state(const StateReader& r) { load_staged(*this, r); }
+
+void Memory::stage_load(const StateReader& r, LoadTransaction& tx) {
+  for (const char* key : {"policy", "selection"}) {
+    const std::string saved = r.get<std::string>(key);
+    const std::string& live = std::string(key) == "policy" ? options_.policy_ : options_.selection_;
+    if (saved != live) r.fail(key, "saved '" + saved + "', this run uses '" + live + "'");
+  }
+  const int64_t capacity = r.get<int64_t>("size");
+  if (capacity != options_.size_) {
+    r.fail("size", "saved " + std::to_string(capacity) + ", this run uses " + std::to_string(options_.size_));
+  }
+  const int64_t seen = r.get<int64_t>("seen");
+  if (seen < 0) r.fail("seen", "negative");
+  std::shared_ptr<const Benchmark> bench;
+  if (r.has("benchmark")) {
+    bench = std::dynamic_pointer_cast<const Benchmark>(r.object("benchmark"));
+    if (!bench) r.fail("benchmark", "is not a benchmark");
+  }
+  at::Tensor e = r.tensor("experiences").to(at::kCPU, at::kLong).clone();
+  at::Tensor p = r.tensor("positions").to(at::kCPU, at::kLong).clone();
+  at::Tensor pr = r.tensor("priorities").to(at::kCPU, at::kFloat).clone();
+  if (e.dim() != 1 || p.sizes() != e.sizes() || pr.sizes() != e.sizes()) {
+    r.fail("positions", "experiences, positions and priorities differ in shape");
+  }
+  if (e.size(0) > capacity) r.fail("experiences", "more samples than the memory's size");
+  if (!bench && e.size(0) > 0) r.fail("benchmark", "missing for a non-empty memory");
+  at::Tensor labels = at::empty({e.size(0)}, at::kLong);
+  for (const auto& [ei, rows] : slots_by(e)) {
+    if (ei < 0 || ei >= int64_t(bench->train_stream().size())) {
+      r.fail("experiences", "experience " + std::to_string(ei) + " is outside the benchmark");
+    }
+    const Experience& exp = bench->train_stream()[size_t(ei)];
+    at::Tensor ps = p.index_select(0, rows);
+    if (ps.min().item<int64_t>() < 0 || ps.max().item<int64_t>() >= exp.size()) {
+      r.fail("positions", "a position is outside experience " + std::to_string(ei));
+    }
+    labels.index_put_({rows}, exp.targets().index_select(0, ps));
+  }
+  std::map<std::string, at::Tensor> payload;
+  const nlohmann::json& names = r.json("payload_names");
+  if (!names.is_array()) r.fail("payload_names", "not a list");
+  for (const auto& n : names) {
+    if (!n.is_string()) r.fail("payload_names", "not a list of names");
+    const std::string name = n.get<std::string>();
+    const at::Tensor& t = r.child("payload").tensor(name);
+    if (t.dim() < 1 || t.size(0) != e.size(0)) {
+      r.child("payload").fail(name, "has " + std::to_string(t.dim() ? t.size(0) : 0) + " rows for " +
+                                        std::to_string(e.size(0)) + " samples");
+    }
+    payload[name] = t.clone();
+  }
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(0);
+  try {
+    g.set_state(r.tensor("rng").to(at::kCPU));
+  } catch (const c10::Error& ex) {
+    r.fail("rng", std::string("not a generator state: ") + ex.what_without_backtrace());
+  }
+  tx.then([this, g, bench, e, p, pr, labels, payload, seen] {
+    generator_ = g;
+    benchmark_ = bench;
+    experiences_ = e;
+    positions_ = p;
+    priorities_ = pr;
+    labels_ = labels;
+    payload_ = payload;
+    seen_ = seen;
+  });
+}
+
+}  // namespace continua
