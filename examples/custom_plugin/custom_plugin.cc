@@ -16,7 +16,7 @@ class LabelCounter : public continua::Plugin {
   std::string name() const override { return "label_counter"; }
 
   void after_training_iteration(continua::Strategy& s) override {
-    const auto seen = at::bincount(s.mb_y.to(at::kCPU).to(at::kLong));
+    const auto seen = at::bincount(s.mb.y.to(at::kCPU).to(at::kLong));
     if (seen.size(0) > counts_.size(0)) {
       counts_ = at::cat({counts_, at::zeros({seen.size(0) - counts_.size(0)}, at::kLong)});
     }

@@ -35,7 +35,7 @@ namespace {
 class SampleCounter : public continua::Plugin {
  public:
   std::string name() const override { return "sample_counter"; }
-  void after_forward(continua::Strategy& s) override { samples_ += s.mb_y.size(0); }
+  void after_forward(continua::Strategy& s) override { samples_ += s.mb.y.size(0); }
   int64_t samples() const { return samples_; }
 
  private:

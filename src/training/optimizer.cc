@@ -1,5 +1,8 @@
 #include "continua/training/optimizer.h"
 
+#include <algorithm>
+#include <set>
+
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
@@ -95,10 +98,17 @@ void NamedOptimizer::zero_grad() {
   // Zero in place rather than set to none: freeing the gradients makes the
   // next backward allocate them again, and fresh pages cost more than the
   // whole step on this machine (measured: +60% per iteration).
+  // Every parameter gets a gradient, zero where it had none: whether a
+  // gradient exists is then no hidden state. (A parameter outside this
+  // iteration's graph, another task's head, still takes its momentum step in
+  // a run resumed from a checkpoint, where its gradient was never made, as in
+  // the run that never stopped.)
   for (auto& p : params_) {
     if (p.grad().defined()) {
       p.mutable_grad().detach_();
       p.mutable_grad().zero_();
+    } else {
+      p.mutable_grad() = at::zeros_like(p);
     }
   }
 }
@@ -168,10 +178,24 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
   };
   std::map<std::string, Staged> staged;
   StateReader sr = reader.child("state");
-  for (size_t i = 0; i < names_.size(); ++i) {
-    if (!sr.has_child(names_[i])) continue;
-    StateReader r = sr.child(names_[i]);
-    const at::IntArrayRef shape = model ? model->tensor(names_[i]).sizes() : params_[i].sizes();
+  // The parameters with saved buffers: the saved model's, which may have
+  // parameters the live one does not have yet (a multi-head model's heads).
+  std::set<std::string> saved_names;
+  {
+    const std::string prefix = sr.prefix().empty() ? std::string() : sr.prefix() + ".";
+    const auto& entries = sr.tree().entries();
+    for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+      const std::string rest = it->first.substr(prefix.size());
+      const size_t dot = rest.rfind('.');
+      if (dot != std::string::npos) saved_names.insert(rest.substr(0, dot));
+    }
+  }
+  for (const std::string& name : saved_names) {
+    const auto live = std::find(names_.begin(), names_.end(), name);
+    if (!model && live == names_.end()) sr.fail(name, "buffers for a parameter the model does not have");
+    if (model && !model->has(name)) sr.fail(name, "buffers for a parameter the checkpoint's model does not have");
+    StateReader r = sr.child(name);
+    const at::IntArrayRef shape = model ? model->tensor(name).sizes() : params_[size_t(live - names_.begin())].sizes();
     Staged st;
     auto fit = [&](const char* key) {
       const at::Tensor& t = r.tensor(key);
@@ -189,7 +213,7 @@ void NamedOptimizer::stage(const StateReader& reader, const StateReader* model, 
       st.max_exp_avg_sq = r.has("max_exp_avg_sq");
       if (st.max_exp_avg_sq) fit("max_exp_avg_sq");
     }
-    staged[names_[i]] = std::move(st);
+    staged[name] = std::move(st);
   }
 
   tx.then([this, sr, saved, current_lr, staged = std::move(staged)] {

@@ -316,7 +316,9 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
       loss_sum += torch::nn::functional::cross_entropy(
                       out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                       .item<double>();
-      correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      // A row with every class masked (a task with no head yet) has no
+      // answer: never correct, whatever argmax picks.
+      correct += out.argmax(1).eq(y).logical_and(std::get<0>(out.max(1)).gt(kMaskValue)).sum().item<int64_t>();
       ++clock_.eval_iterations;
     }
     r.samples = e.size();

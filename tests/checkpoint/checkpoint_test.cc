@@ -263,7 +263,7 @@ TEST(Checkpoint, UniqueObjectsAreReusedNotRebuilt) {
   LoadedCheckpoint by_dataset = read_checkpoint(d.file("u.st"), {}, b->children());
   EXPECT_EQ(by_dataset.objects_built, 1u);  // the benchmark, not its dataset
   auto rebuilt_bench = std::dynamic_pointer_cast<const Benchmark>(
-      std::get<ObjectRef>(*by_dataset.tree.find("strategy.plugins.replay.benchmark")));
+      std::get<ObjectRef>(*by_dataset.tree.find("strategy.plugins.replay.memory.benchmark")));
   ASSERT_TRUE(rebuilt_bench);
   EXPECT_NE(rebuilt_bench.get(), b.get());
   EXPECT_EQ(rebuilt_bench->train_dataset().get(), b->train_dataset().get());

@@ -301,7 +301,7 @@ TEST(Crafted, NegativeSizesAndCounts) {
 TEST(Crafted, ReplayPositionsOutOfRange) {
   for (int64_t bad : {int64_t{-1}, int64_t{1} << 40, int64_t{2147483647}}) {
     expect_refused(rewrite([&](Editable& e) {
-                     auto& t = e.tensors.at("strategy.plugins.replay.positions");
+                     auto& t = e.tensors.at("strategy.plugins.replay.memory.positions");
                      std::string& raw = std::get<2>(t);
                      // Whatever integer type the plugin saves positions as.
                      if (std::get<0>(t) == format::DType::I32) {
@@ -315,7 +315,7 @@ TEST(Crafted, ReplayPositionsOutOfRange) {
                        std::memcpy(&raw[0], &bad, 8);
                      }
                    }),
-                   LoadOutcome::kInvalidArgument, "strategy.plugins.replay.positions");
+                   LoadOutcome::kInvalidArgument, "strategy.plugins.replay.memory.positions");
   }
 }
 

@@ -76,7 +76,7 @@ TEST(StagedLoad, PluginThatRefusesLastChangesNothing) {
     LoadedCheckpoint ck = read_checkpoint(d.file(name + ".st"), {}, {b});
     std::string key;
     if (name == "replay") {
-      key = "strategy.plugins.replay.positions";
+      key = "strategy.plugins.replay.memory.positions";
       ck.tree.set(key, torch::full({std::get<at::Tensor>(*ck.tree.find(key)).size(0)}, 1 << 30, torch::kInt));
     } else if (name == "ewc") {
       key = "strategy.plugins.ewc.0.importances.features.0.weight";

@@ -59,9 +59,20 @@ TEST_F(Cli, DefaultRunPrintsAccuracyPerTestExperience) {
 
 // Interrupted after every experience (--max-experiences 1, five processes)
 // equals one uninterrupted process, for every strategy.
+// The strategies the executable registers (`continua strategies --json`).
+std::vector<std::string> cli_strategies(const std::string& bin) {
+  auto r = run_command(bin + " strategies --json");
+  std::vector<std::string> names;
+  if (r.status != 0) return names;
+  for (const auto& s : nlohmann::json::parse(r.output)) names.push_back(s.at("name"));
+  return names;
+}
+
 TEST_F(Cli, ResumeAcrossProcessesIsBitExactForEveryStrategy) {
   TempDir d;
-  for (const char* strategy : {"naive", "replay", "ewc", "lwf", "cumulative"}) {
+  const auto strategies = cli_strategies(bin);
+  ASSERT_GE(strategies.size(), 5u);
+  for (const std::string& strategy : strategies) {
     const std::string common = bin + " run --strategy " + strategy + kQuick;
     const std::string ref = d.file(std::string(strategy) + "-ref");
     auto r = run_command(common + " --out " + ref);
@@ -83,6 +94,34 @@ TEST_F(Cli, ResumeAcrossProcessesIsBitExactForEveryStrategy) {
   }
 }
 
+// Task-incremental: a head per task, accuracy per task in results.json, and
+// replay (whose memory rows carry their tasks) resumes bit-exactly.
+TEST_F(Cli, TaskLabelsGiveAHeadPerTaskAndAccuracyPerTask) {
+  TempDir d;
+  const std::string common = bin + " run --benchmark split-synthetic --task-labels --strategy replay" + kQuick;
+  auto r = run_command(common + " --out " + d.file("ref"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto ref = results(d.file("ref"));
+  ASSERT_EQ(ref["accuracy_per_task"].size(), 5u) << ref.dump();
+  for (const auto& [task, acc] : ref["accuracy_per_task"].items()) {
+    // With its task's head, each task is a 2-class problem the model learned.
+    EXPECT_GT(acc.get<double>(), 0.6) << "task " << task;
+  }
+  EXPECT_TRUE(ref["config"]["task_labels"].get<bool>());
+  for (int i = 0; i < 2; ++i) {
+    auto step = run_command(common + " --checkpoint " + d.file("t.st") + " --max-experiences 3 --out " + d.file("res"));
+    ASSERT_EQ(step.status, 0) << step.output;
+  }
+  EXPECT_EQ(results(d.file("res"))["state_digest"], ref["state_digest"]);
+  auto inspect = run_command(bin + " inspect " + d.file("t.st"));
+  EXPECT_NE(inspect.output.find("classifier.task4.head.weight"), std::string::npos) << inspect.output;
+  // A checkpoint of the task-incremental run does not resume a class-incremental one.
+  auto mixed = run_command(bin + " run --benchmark split-synthetic --strategy replay" + kQuick +
+                           " --checkpoint " + d.file("t.st"));
+  EXPECT_NE(mixed.status, 0);
+  EXPECT_NE(mixed.output.find("--task-labels"), std::string::npos) << mixed.output;
+}
+
 TEST_F(Cli, ImpossibleOptionsAreClearErrors) {
   struct Case {
     std::string args, needle;
@@ -98,6 +137,10 @@ TEST_F(Cli, ImpossibleOptionsAreClearErrors) {
            {"--data-dir /nonexistent/x", "--data-dir"},
            {"--experiences 3", "--experiences"},
            {"--mem-size -1 --strategy replay", "--mem-size"},
+           {"--replay-policy fifo --strategy replay", "--replay-policy"},
+           {"--ewc-lambda much --strategy ewc", "--ewc-lambda"},
+           {"--class-order 1,2,x --benchmark split-synthetic", "--class-order"},
+           {"--class-order 0,1,2 --benchmark split-synthetic", "--class-order"},
            {"--device cuda:3", "--device"},
            {"--max-experiences 0", "--max-experiences"},
            {"--lr abc", "--lr"},

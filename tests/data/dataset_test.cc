@@ -149,6 +149,30 @@ TEST(Benchmark, SplitSyntheticClassesAreDisjointAndSeeded) {
   EXPECT_TRUE(differs) << "another seed should give another class order";
 }
 
+TEST(Benchmark, ClassOrderFixesWhichClassesEachExperienceBrings) {
+  auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(3).class_order({4, 5, 8, 2, 9, 6, 1, 7, 0, 3}));
+  const std::vector<std::vector<int64_t>> expected = {{4, 5}, {2, 8}, {6, 9}, {1, 7}, {0, 3}};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(b->train_stream()[i].classes(), expected[i]) << "experience " << i;
+    EXPECT_EQ(b->test_stream()[i].classes(), expected[i]);
+    EXPECT_EQ(b->train_stream()[i].task_label(), 0);
+  }
+  // Another seed, the same order: the order does not come from the seed.
+  auto c = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(4).class_order({4, 5, 8, 2, 9, 6, 1, 7, 0, 3}));
+  EXPECT_EQ(c->train_stream()[1].classes(), expected[1]);
+  EXPECT_EQ(b->num_tasks(), 1);
+}
+
+TEST(Benchmark, TaskLabelsMakeEachExperienceATask) {
+  auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(3).task_labels(true));
+  EXPECT_EQ(b->num_tasks(), 5);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(b->train_stream()[i].task_label(), int64_t(i));
+    Batch batch = b->test_stream()[i].get(torch::arange(3));
+    EXPECT_TRUE(batch.t.eq(int64_t(i)).all().item<bool>());
+  }
+}
+
 TEST(Benchmark, ImpossibleOptionsNameTheOption) {
   auto expect_msg = [](const BenchmarkOptions& o, const std::string& needle) {
     try {
@@ -162,6 +186,8 @@ TEST(Benchmark, ImpossibleOptionsNameTheOption) {
   expect_msg(BenchmarkOptions().name("split-synthetic").experiences(3), "--experiences");
   expect_msg(BenchmarkOptions().name("split-synthetic").experiences(-1), "--experiences");
   expect_msg(BenchmarkOptions().name("split-synthetic").subset(-2), "--subset");
+  expect_msg(BenchmarkOptions().name("split-synthetic").class_order({0, 1, 2}), "--class-order");
+  expect_msg(BenchmarkOptions().name("split-synthetic").class_order({0, 1, 2, 3, 4, 5, 6, 7, 8, 8}), "--class-order");
   TempDir d;
   expect_msg(BenchmarkOptions().data_dir(d.path()), "--data-dir");
   expect_msg(BenchmarkOptions().data_dir(d.file("missing")), "--data-dir");
@@ -200,11 +226,13 @@ TEST_F(Fmnist, PermutedAppliesOnePermutationPerExperience) {
   EXPECT_TRUE(std::get<0>(p0.sort()).equal(torch::arange(784, torch::kLong)));
   EXPECT_FALSE(p0.equal(p1));
   EXPECT_TRUE(b->test_stream()[1].permutation().equal(p1));
-  // The pixels of a sample are the base image's pixels, permuted.
+  // The pixels of a sample are the base image's pixels, permuted, and
+  // normalised with Fashion-MNIST's mean and deviation (as Avalanche's).
   const Experience& e = b->train_stream()[1];
   Batch got = e.get(torch::tensor({0}, torch::kLong));
   Batch base = e.dataset()->get(e.indices().narrow(0, 0, 1));
-  EXPECT_TRUE(got.x.reshape({-1}).equal(base.x.reshape({-1}).index_select(0, p1)));
+  at::Tensor expected = ((base.x - 0.2860) / 0.3530).reshape({-1}).index_select(0, p1);
+  EXPECT_TRUE(got.x.reshape({-1}).equal(expected));
   EXPECT_EQ(e.classes().size(), 10u);
 }
 

@@ -227,7 +227,8 @@ TEST_P(EveryStrategy, StateDoesNotGrowWithTheDataset) {
     auto s = make_test_strategy(GetParam(), *b);
     train_all(*s, *b, 0, 3);
     int64_t n = 0;
-    for (const auto& [key, value] : strategy_state(*s).entries()) {
+    const StateTree tree = strategy_state(*s);
+    for (const auto& [key, value] : tree.entries()) {
       if (const auto* t = std::get_if<at::Tensor>(&value)) n += int64_t(t->nbytes());
     }
     bytes.push_back(n);
