@@ -29,19 +29,19 @@ COMMON = ["--epochs", "1", "--train-mb-size", "128", "--eval-mb-size", "1000", "
           "--class-order", "4,5,8,2,9,6,1,7,0,3"]
 
 # name: (continua options, Avalanche's average accuracy, Avalanche's best train+eval seconds,
-#        Avalanche's final accuracy row)
+#        Avalanche's accuracy matrix: row i after training experience i)
 PEERS = {
-    "naive": (["--strategy", "naive"], 0.2482, 34.7, [0.0, 0.0, 0.0, 0.322, 0.919]),
+    "naive": (["--strategy", "naive"], 0.2482, 34.7, [[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.9785, 0.0, 0.0, 0.0], [0.0, 0.0005, 0.999, 0.0, 0.0], [0.0, 0.0005, 0.0, 0.999, 0.0], [0.0, 0.0, 0.0, 0.322, 0.919]]),
     "replay": (["--strategy", "replay", "--mem-size", "500"], 0.7860, 53.0,
-               [0.748, 0.7645, 0.64, 0.8805, 0.897]),
+               [[1.0, 0.0, 0.0, 0.0, 0.0], [0.9175, 0.8775, 0.0, 0.0, 0.0], [0.7385, 0.7415, 0.909, 0.0, 0.0], [0.7145, 0.791, 0.8035, 0.957, 0.0], [0.748, 0.7645, 0.64, 0.8805, 0.897]]),
     "replay-class-balanced": (["--strategy", "replay", "--mem-size", "500", "--replay-policy", "class-balanced"],
-                              0.7900, 47.7, [0.733, 0.7855, 0.6615, 0.877, 0.893]),
-    "cumulative": (["--strategy", "cumulative"], 0.8524, 75.3, [0.873, 0.8695, 0.75, 0.941, 0.8285]),
-    "ewc": (["--strategy", "ewc", "--ewc-lambda", "1"], 0.2681, 59.6, [0.0, 0.0, 0.0, 0.4215, 0.919]),
+                              0.7900, 47.7, [[1.0, 0.0, 0.0, 0.0, 0.0], [0.9155, 0.8755, 0.0, 0.0, 0.0], [0.774, 0.721, 0.913, 0.0, 0.0], [0.692, 0.8125, 0.794, 0.962, 0.0], [0.733, 0.7855, 0.6615, 0.877, 0.893]]),
+    "cumulative": (["--strategy", "cumulative"], 0.8524, 75.3, [[1.0, 0.0, 0.0, 0.0, 0.0], [0.941, 0.8665, 0.0, 0.0, 0.0], [0.8695, 0.8605, 0.843, 0.0, 0.0], [0.9025, 0.845, 0.807, 0.945, 0.0], [0.873, 0.8695, 0.75, 0.941, 0.8285]]),
+    "ewc": (["--strategy", "ewc", "--ewc-lambda", "1"], 0.2681, 59.6, [[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.9815, 0.0, 0.0, 0.0], [0.0, 0.0, 0.999, 0.0, 0.0], [0.0, 0.0005, 0.0, 0.999, 0.0], [0.0, 0.0, 0.0, 0.4215, 0.919]]),
     "ewc-online": (["--strategy", "ewc", "--ewc-mode", "online", "--ewc-lambda", "1", "--ewc-decay", "0.9"],
-                   0.2687, 58.4, [0.0, 0.0, 0.0, 0.4245, 0.919]),
+                   0.2687, 58.4, [[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.9815, 0.0, 0.0, 0.0], [0.0, 0.0, 0.999, 0.0, 0.0], [0.0, 0.0005, 0.0, 0.999, 0.0], [0.0, 0.0, 0.0, 0.4245, 0.919]]),
     "lwf": (["--strategy", "lwf", "--lwf-alpha", "1", "--lwf-temperature", "2"], 0.2258, 37.7,
-            [0.0, 0.0, 0.0, 0.2005, 0.9285]),
+            [[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.98, 0.0, 0.0, 0.0], [0.0, 0.001, 1.0, 0.0, 0.0], [0.0, 0.0005, 0.0, 0.999, 0.0], [0.0, 0.0, 0.0, 0.2005, 0.9285]]),
 }
 
 
@@ -57,7 +57,7 @@ def main():
     print("| strategy | continua avg acc | Avalanche avg acc | difference | continua s | Avalanche s | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for name in args.strategies.split(","):
-        opts, peer_acc, peer_s, peer_row = PEERS[name]
+        opts, peer_acc, peer_s, peer_matrix = PEERS[name]
         with tempfile.TemporaryDirectory() as d:
             cmd = [args.bin, "run", *COMMON, *opts, "--verbosity", "quiet", "--out", d, *args.extra.split()]
             if args.data_dir:
@@ -70,9 +70,19 @@ def main():
         acc = res["average_accuracy"]
         print(f"| {name} | {acc:.4f} | {peer_acc:.4f} | {acc - peer_acc:+.4f} | {seconds:.1f} | {peer_s:.1f} | "
               f"{peer_s / seconds:.1f}x |", flush=True)
-        out[name] = {"command": " ".join(cmd[:-2] if args.extra == "" else cmd), "average_accuracy": acc,
+        shown = [c for c in cmd if c != d]
+        out[name] = {"command": " ".join(shown), "average_accuracy": acc,
                      "seconds": seconds, "accuracy_matrix": res["accuracy_matrix"],
-                     "peer_average_accuracy": peer_acc, "peer_seconds": peer_s, "peer_last_row": peer_row}
+                     "peer_average_accuracy": peer_acc, "peer_seconds": peer_s, "peer_accuracy_matrix": peer_matrix}
+    print("\nAccuracy matrices (row i: after training experience i; columns: test experiences), "
+          "continua | Avalanche:")
+    for name, r in out.items():
+        print(f"\n{name}:\n```")
+        for mine, peer in zip(r["accuracy_matrix"], r["peer_accuracy_matrix"]):
+            left = " ".join(f"{v:.3f}" for v in mine)
+            right = " ".join(f"{v:.3f}" for v in peer)
+            print(f"{left}  |  {right}")
+        print("```")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -57,6 +57,28 @@ const std::vector<Experience>& Benchmark::stream(const std::string& name) const 
   throw InvalidArgument("benchmark '" + type_name_ + "' has no stream '" + name + "'");
 }
 
+Batch gather_samples(const std::vector<const Experience*>& experiences, const at::Tensor& which,
+                     const at::Tensor& positions) {
+  const at::Tensor w = which.to(at::kCPU, at::kLong), p = positions.to(at::kCPU, at::kLong);
+  std::vector<at::Tensor> xs, ys, ts, rows;
+  for (size_t e = 0; e < experiences.size(); ++e) {
+    at::Tensor mine = w.eq(int64_t(e)).nonzero().flatten();
+    if (mine.numel() == 0) continue;
+    Batch b = experiences[e]->get(p.index_select(0, mine));
+    xs.push_back(b.x);
+    ys.push_back(b.y);
+    ts.push_back(b.t);
+    rows.push_back(mine);
+  }
+  if (xs.empty()) throw InvalidArgument("gather_samples: no samples asked for");
+  if (xs.size() == 1) return {xs[0], ys[0], ts[0]};
+  at::Tensor order = at::cat(rows);
+  at::Tensor inverse = at::empty_like(order);
+  inverse.index_put_({order}, at::arange(order.size(0), order.options()));
+  return {at::cat(xs).index_select(0, inverse), at::cat(ys).index_select(0, inverse),
+          at::cat(ts).index_select(0, inverse)};
+}
+
 int64_t Benchmark::num_tasks() const {
   std::set<int64_t> tasks;
   for (const auto& e : train_stream_) tasks.insert(e.task_label());

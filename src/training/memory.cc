@@ -225,24 +225,10 @@ at::Tensor Memory::sample(int64_t n) {
 
 MiniBatch Memory::get(const at::Tensor& slots) const {
   const at::Tensor s = slots.to(at::kCPU, at::kLong);
-  at::Tensor exps = experiences_.index_select(0, s);
-  at::Tensor pos = positions_.index_select(0, s);
-  std::vector<at::Tensor> xs, ys, ts, where;
-  for (const auto& [e, rows] : slots_by(exps)) {
-    Batch b = benchmark_->train_stream().at(size_t(e)).get(pos.index_select(0, rows));
-    xs.push_back(b.x);
-    ys.push_back(b.y);
-    ts.push_back(b.t);
-    where.push_back(rows);
-  }
-  MiniBatch out;
-  if (xs.empty()) return out;
-  at::Tensor w = at::cat(where);
-  at::Tensor inverse = at::empty_like(w);
-  inverse.index_put_({w}, at::arange(w.size(0), w.options()));
-  out.x = at::cat(xs).index_select(0, inverse);
-  out.y = at::cat(ys).index_select(0, inverse);
-  out.t = at::cat(ts).index_select(0, inverse);
+  if (s.numel() == 0) return MiniBatch();
+  std::vector<const Experience*> exps;
+  for (const auto& e : benchmark_->train_stream()) exps.push_back(&e);
+  MiniBatch out = MiniBatch::from(gather_samples(exps, experiences_.index_select(0, s), positions_.index_select(0, s)));
   out.memory_slot = s;
   for (const auto& [name, t] : payload_) out.payload[name] = t.index_select(0, s);
   return out;

@@ -21,27 +21,20 @@ Batch TrainingSet::get(const at::Tensor& indices) const {
   if (segments.size() == 1) {
     return segments[0].experience->get(segments[0].positions.index_select(0, indices));
   }
-  // Gather each segment's share, then put the samples back in batch order.
-  std::vector<at::Tensor> xs, ys, ts, where;
+  // Each index's segment and its position in that segment's experience.
+  std::vector<const Experience*> exps;
+  at::Tensor which = at::empty_like(indices), positions = at::empty_like(indices);
   int64_t begin = 0;
-  for (const auto& s : segments) {
+  for (size_t k = 0; k < segments.size(); ++k) {
+    const auto& s = segments[k];
     const int64_t n = s.positions.size(0);
-    at::Tensor mask = indices.ge(begin).logical_and(indices.lt(begin + n));
-    at::Tensor slots = mask.nonzero().flatten();
-    if (slots.numel() > 0) {
-      at::Tensor local = indices.index_select(0, slots) - begin;
-      Batch b = s.experience->get(s.positions.index_select(0, local));
-      xs.push_back(b.x);
-      ys.push_back(b.y);
-      ts.push_back(b.t);
-      where.push_back(slots);
-    }
+    at::Tensor slots = indices.ge(begin).logical_and(indices.lt(begin + n)).nonzero().flatten();
+    which.index_fill_(0, slots, int64_t(k));
+    positions.index_put_({slots}, s.positions.index_select(0, indices.index_select(0, slots) - begin));
+    exps.push_back(s.experience);
     begin += n;
   }
-  at::Tensor x_cat = at::cat(xs), y_cat = at::cat(ys), w = at::cat(where);
-  at::Tensor inverse = at::empty_like(w);
-  inverse.index_put_({w}, at::arange(w.size(0), w.options()));
-  return {x_cat.index_select(0, inverse), y_cat.index_select(0, inverse), at::cat(ts).index_select(0, inverse)};
+  return gather_samples(exps, which, positions);
 }
 
 int64_t MiniBatch::new_samples() const {

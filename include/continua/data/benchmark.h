@@ -130,6 +130,11 @@ class Benchmark : public SerializableObject, public std::enable_shared_from_this
   int64_t num_classes_ = 0;
 };
 
+// The samples at (experiences[which[i]], positions[i]) for every i, in that
+// order: one gather per experience, then the rows put back in order.
+Batch gather_samples(const std::vector<const Experience*>& experiences, const at::Tensor& which,
+                     const at::Tensor& positions);
+
 // Builds a benchmark, resolving its datasets through the pool (so live
 // datasets are reused when the pool was given them).
 std::shared_ptr<Benchmark> make_benchmark(const BenchmarkOptions& options);
