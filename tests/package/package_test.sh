@@ -42,33 +42,31 @@ cmake -S "$SRC/examples" -B "$TMP/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release 
   -DCMAKE_PREFIX_PATH="$PREFIX" "${LAUNCHER[@]}" > "$TMP/configure.log" || { cat "$TMP/configure.log"; exit 1; }
 cmake --build "$TMP/examples" -j2 > "$TMP/build.log" || { cat "$TMP/build.log"; exit 1; }
 
+# stop_and_resume NAME PROGRAM: the program run whole, and stopped after 2
+# experiences then resumed, ends with the same state digest; leaves the
+# resumed run's output in $TMP/NAME-split2.txt.
+stop_and_resume() {
+  local name=$1 prog=$2
+  "$prog" "$TMP/$name-whole.safetensors" | tee "$TMP/$name-whole.txt"
+  "$prog" "$TMP/$name-split.safetensors" --stop-after 2 | tee "$TMP/$name-split1.txt"
+  grep -q "stopping after 2" "$TMP/$name-split1.txt"
+  "$prog" "$TMP/$name-split.safetensors" | tee "$TMP/$name-split2.txt"
+  grep -q "starting at experience 2" "$TMP/$name-split2.txt"
+  local whole split
+  whole=$(grep "state digest" "$TMP/$name-whole.txt")
+  split=$(grep "state digest" "$TMP/$name-split2.txt")
+  if [ -z "$whole" ] || [ "$whole" != "$split" ]; then
+    echo "FAIL: $name: resumed run ends with '$split', uninterrupted with '$whole'"; exit 1
+  fi
+}
+
 echo "== quickstart: interrupted after 2 experiences, resumed, equals an uninterrupted run"
-QS=$TMP/examples/quickstart/quickstart
-"$QS" "$TMP/whole.safetensors" | tee "$TMP/whole.txt"
-"$QS" "$TMP/split.safetensors" --stop-after 2 | tee "$TMP/split1.txt"
-grep -q "stopping after 2" "$TMP/split1.txt"
-"$QS" "$TMP/split.safetensors" | tee "$TMP/split2.txt"
-grep -q "starting at experience 2" "$TMP/split2.txt"
-whole=$(grep "state digest" "$TMP/whole.txt")
-split=$(grep "state digest" "$TMP/split2.txt")
-if [ -z "$whole" ] || [ "$whole" != "$split" ]; then
-  echo "FAIL: resumed run ends with '$split', uninterrupted with '$whole'"; exit 1
-fi
-"$PREFIX/bin/continua" verify "$TMP/split.safetensors"
+stop_and_resume quickstart "$TMP/examples/quickstart/quickstart"
+"$PREFIX/bin/continua" verify "$TMP/quickstart-split.safetensors"
 
 echo "== custom_model: a user's own feature extractor, interrupted after 2 experiences, resumes to the same digest"
-CM=$TMP/examples/custom_model/custom_model
-"$CM" "$TMP/cm_whole.safetensors" | tee "$TMP/cm_whole.txt"
-"$CM" "$TMP/cm_split.safetensors" --stop-after 2 | tee "$TMP/cm_split1.txt"
-grep -q "stopping after 2" "$TMP/cm_split1.txt"
-"$CM" "$TMP/cm_split.safetensors" | tee "$TMP/cm_split2.txt"
-grep -q "starting at experience 2" "$TMP/cm_split2.txt"
-grep -q "features of 4 samples: \[4, 24\]" "$TMP/cm_split2.txt"
-cm_whole=$(grep "state digest" "$TMP/cm_whole.txt")
-cm_split=$(grep "state digest" "$TMP/cm_split2.txt")
-if [ -z "$cm_whole" ] || [ "$cm_whole" != "$cm_split" ]; then
-  echo "FAIL: custom_model resumed '$cm_split', uninterrupted '$cm_whole'"; exit 1
-fi
+stop_and_resume custom_model "$TMP/examples/custom_model/custom_model"
+grep -q "features of 4 samples: \[4, 24\]" "$TMP/custom_model-split2.txt"
 
 echo "== custom_plugin: the plugin's state is checkpointed"
 "$TMP/examples/custom_plugin/custom_plugin" "$TMP/plugin.safetensors" | tee "$TMP/plugin.txt"
