@@ -113,8 +113,7 @@ void add_run_options(CLI::App& app, RunOptions& o) {
   }
   for (const OptionUse& use : all_strategy_options()) {
     const StrategyOption& opt = use.option;
-    const std::string def = opt.default_value.is_string() ? opt.default_value.get<std::string>()
-                                                          : opt.default_value.dump();
+    const std::string def = opt.default_text();
     std::string help = opt.help;
     if (!opt.choices.empty()) help += " (" + joined(opt.choices) + ")";
     app.add_option("--" + opt.name, o.strategy_options[opt.name], help)

@@ -227,8 +227,7 @@ int strategies(bool json) {
     const StrategyInfo& info = strategy_info(name);
     std::cout << name << ": " << info.description << "\n";
     for (const auto& opt : info.options) {
-      const std::string def = opt.default_value.is_string() ? opt.default_value.get<std::string>()
-                                                            : opt.default_value.dump();
+      const std::string def = opt.default_text();
       std::cout << "  --" << opt.name << " (" << opt.type << ", default " << def << "): " << opt.help << "\n";
     }
   }

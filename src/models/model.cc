@@ -56,10 +56,6 @@ void IncrementalClassifierImpl::resize_to(int64_t outputs) {
   head_ = replace_module("head", resized);
 }
 
-namespace {
-constexpr double kMaskValue = -1000.0;  // Avalanche's masking value
-}  // namespace
-
 at::Tensor MultiHeadClassifierImpl::forward(const at::Tensor& x, const at::Tensor& tasks) {
   const int64_t width = out_features();
   at::Tensor out = at::full({x.size(0), width}, kMaskValue, x.options());

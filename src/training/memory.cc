@@ -7,6 +7,7 @@
 
 #include "continua/errors.h"
 #include "continua/training/strategy.h"
+#include "training/internal/benchmark_ref.h"
 
 namespace continua {
 
@@ -55,13 +56,8 @@ Memory::Memory(MemoryOptions options)
 }
 
 void Memory::bind(const Experience& e) {
-  if (!e.origin()) throw InvalidArgument("memory: experience " + std::to_string(e.index()) + " has no benchmark");
-  if (benchmark_ && benchmark_.get() != e.origin()) {
-    throw InvalidArgument(
-        "memory: experiences come from another benchmark than the one in memory "
-        "(pass the live benchmark in unique_objects when loading)");
-  }
-  if (!benchmark_) benchmark_ = e.origin()->shared_from_this();
+  internal::check_same_benchmark(benchmark_, e, "memory");
+  if (!benchmark_) benchmark_ = internal::origin_of(e);
 }
 
 at::Tensor Memory::tasks() const {
@@ -283,10 +279,7 @@ void Memory::stage_load(const StateReader& r, LoadTransaction& tx) {
   const int64_t seen = r.get<int64_t>("seen");
   if (seen < 0) r.fail("seen", "negative");
   std::shared_ptr<const Benchmark> bench;
-  if (r.has("benchmark")) {
-    bench = std::dynamic_pointer_cast<const Benchmark>(r.object("benchmark"));
-    if (!bench) r.fail("benchmark", "is not a benchmark");
-  }
+  if (r.has("benchmark")) bench = internal::read_benchmark(r, "benchmark");
   at::Tensor e = r.tensor("experiences").to(at::kCPU, at::kLong).clone();
   at::Tensor p = r.tensor("positions").to(at::kCPU, at::kLong).clone();
   at::Tensor pr = r.tensor("priorities").to(at::kCPU, at::kFloat).clone();

@@ -30,6 +30,10 @@ std::string StrategyOption::config_key() const {
   return k;
 }
 
+std::string StrategyOption::default_text() const {
+  return default_value.is_string() ? default_value.get<std::string>() : default_value.dump();
+}
+
 nlohmann::json StrategyOption::to_json() const {
   nlohmann::json j = {{"name", name}, {"type", type}, {"default", default_value}, {"help", help},
                       {"fixed_at_resume", fixed_at_resume}};

@@ -7,10 +7,6 @@
 
 namespace continua {
 
-namespace {
-constexpr double kMaskValue = -1000.0;
-}  // namespace
-
 int64_t TrainingSet::size() const {
   int64_t n = 0;
   for (const auto& s : segments) n += s.positions.size(0);

@@ -41,6 +41,10 @@
 
 namespace continua {
 
+// The score of a class a head does not have (yet): never predicted, a finite
+// loss (Avalanche's masking value).
+constexpr double kMaskValue = -1000.0;
+
 struct ModelOptions {
   ModelOptions& type(std::string v) { type_ = std::move(v); return *this; }
   ModelOptions& input_size(int64_t v) { input_size_ = v; return *this; }

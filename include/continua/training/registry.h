@@ -52,6 +52,7 @@ struct StrategyOption {
   static StrategyOption flag(std::string name, bool def, std::string help, bool fixed = false);
   // The key in configurations and checkpoints: "ewc_lambda".
   std::string config_key() const;
+  std::string default_text() const;  // "500", "experience-balanced"
   nlohmann::json to_json() const;
 };
 
