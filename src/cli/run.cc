@@ -235,6 +235,284 @@ int strategies(bool json) {
   return 0;
 }
 
+namespace {
+
+// Step 1: what a run is made of, built from its options.
+struct BuiltRun {
+  std::shared_ptr<DistributedContext> dist;  // null for one process
+  bool rank0 = true;
+  nlohmann::json config;
+  std::shared_ptr<Benchmark> bench;
+  std::unique_ptr<Strategy> strategy;
+  std::shared_ptr<DataParallelPlugin> data_parallel;
+  std::shared_ptr<IterationTimer> timer;
+  std::optional<CheckpointManager> manager;
+  std::optional<io::FileLock> checkpoint_lock;  // one writer per checkpoint file
+  int world_size() const { return dist ? dist->world_size() : 1; }
+  // Whether a stop (a signal here, or on any rank) ends the loop now.
+  bool stop_agreed(const StopSignals& signals) const {
+    return dist ? data_parallel->agree_stop(signals.received() != 0 || strategy->stop_requested())
+                : signals.received() != 0;
+  }
+};
+
+void build_run(const RunOptions& o, const DistributedEnv& dist_env, StopSignals& signals, BuiltRun& r) {
+  if (dist_env.world_size > 1) r.dist = std::make_shared<DistributedContext>(dist_env);
+  r.rank0 = !r.dist || r.dist->rank() == 0;
+  if (!o.out.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.out, ec);
+    if (ec) throw IoError("--out: cannot create '" + o.out + "': " + ec.message());
+  }
+  r.config = to_json(o);  // checks the strategy's options first
+  r.bench = build_run_benchmark(o);
+  r.strategy = std::make_unique<Strategy>(
+      build_run_model(o, *r.bench),
+      StrategyOptions()
+          .train_mb_size(o.train_mb_size)
+          .eval_mb_size(o.eval_mb_size)
+          .epochs(o.epochs)
+          .seed(o.seed)
+          .device(o.device)
+          .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum)),
+      build_run_evaluator(o, r.rank0));
+  if (r.dist) {
+    // First: it slices the mini-batch the other plugins see.
+    r.data_parallel = std::make_shared<DataParallelPlugin>(r.dist);
+    r.data_parallel->set_stop_source([&signals] { return signals.received() != 0; });
+    r.strategy->add_plugin(r.data_parallel);
+  }
+  if (!r.dist && o.verbosity == "verbose") {
+    r.timer = std::make_shared<IterationTimer>();
+    r.strategy->add_plugin(r.timer);
+  }
+  configure_strategy(*r.strategy, o.strategy, strategy_option_values(o), o.seed);
+  if (!o.checkpoint_dir.empty() && r.rank0) {
+    r.manager.emplace(CheckpointManagerOptions().directory(o.checkpoint_dir).keep_last(o.keep_last));
+  }
+  if (!o.checkpoint.empty() && r.rank0) {
+    r.checkpoint_lock.emplace(o.checkpoint + ".lock", "checkpoint '" + o.checkpoint + "'",
+                              "two runs must not write the same checkpoint file");
+  }
+}
+
+// Step 2: the resume. Loads the newest checkpoint (every rank the one rank 0
+// chose) and returns the experience to continue from; `resumed_from` is the
+// file, empty for a fresh start.
+int64_t resume(const RunOptions& o, BuiltRun& r, std::string& resumed_from) {
+  Strategy& strategy = *r.strategy;
+  int64_t initial = 0;
+  // A checkpoint of another shape (--hidden, --strategy, ...) fails here, naming the difference.
+  if (r.manager) {
+    const auto entries = r.manager->list();
+    if (!entries.empty()) check_resume_config(entries.back().path, r.config);
+  } else {
+    check_resume_config(o.checkpoint, r.config);
+  }
+  if (r.manager) {
+    initial = r.manager->maybe_load(strategy, {}, {r.bench}).second;
+    resumed_from = r.manager->loaded_path();
+  } else if (!o.checkpoint.empty() && r.rank0) {
+    initial = maybe_load_checkpoint(strategy, o.checkpoint, {}, {r.bench}).second;
+    if (initial > 0 || strategy.in_experience()) resumed_from = o.checkpoint;
+  }
+  if (r.dist) {
+    // Every rank loads the file rank 0 chose, then they check the resume point.
+    const std::string chosen = r.dist->broadcast_string(resumed_from);
+    if (!r.rank0 && !chosen.empty()) {
+      initial = maybe_load_checkpoint(strategy, chosen, {}, {r.bench}).second;
+      resumed_from = chosen;
+    }
+    std::vector<at::Tensor> point = {torch::tensor({initial, strategy.clock().train_iterations}, torch::kLong)};
+    std::vector<at::Tensor> rank0_point = {point[0].clone()};
+    r.dist->broadcast(rank0_point);
+    if (!torch::equal(point[0], rank0_point[0])) {
+      throw Error("rank " + std::to_string(r.dist->rank()) + " resumed from '" + resumed_from +
+                  "' at experience " + std::to_string(initial) + ", iteration " +
+                  std::to_string(strategy.clock().train_iterations) + ", but rank 0 at experience " +
+                  std::to_string(rank0_point[0][0].item<int64_t>()) + ", iteration " +
+                  std::to_string(rank0_point[0][1].item<int64_t>()));
+    }
+    broadcast_parameters(*r.dist, strategy.model());
+  }
+  const int world_size = r.world_size();
+  if (!resumed_from.empty() && r.rank0) {
+    io::ErrLine() << "continua: resumed from '" << resumed_from << "' at experience " << initial
+                  << ", iteration " << strategy.clock().train_iterations << "\n";
+    const int saved_world = checkpoint_world_size(resumed_from);
+    if (saved_world != world_size) {
+      io::ErrLine() << "continua: the checkpoint was written by " << saved_world << " rank(s), this run has "
+                    << world_size << ": the replicated state (model, optimizer, plugins, generators, position "
+                    << "in the stream) is loaded as saved; each rank's share of a mini-batch and its random "
+                    << "stream are re-derived for " << world_size << " rank(s), so from here the run follows a "
+                    << world_size << "-rank run (equal up to the order of floating-point sums), not the "
+                    << saved_world << "-rank run bit for bit\n";
+    }
+  }
+  return initial;
+}
+
+// Step 3: the save policy. Saves at experience ends, every N iterations or
+// seconds if asked, and at a stop (reusing the last file when nothing
+// changed since it was written or loaded).
+class SavePolicy {
+ public:
+  SavePolicy(const RunOptions& o, BuiltRun& r) : o_(o), r_(r) {
+    save_options_.metadata({{"config", r.config.dump()}, {"world_size", std::to_string(r.world_size())}});
+    last_save_ = Clock::now();
+  }
+  bool checkpointing() const { return !o_.checkpoint_dir.empty() || !o_.checkpoint.empty(); }
+
+  // Installs the per-iteration part on the strategy.
+  void attach() {
+    if (checkpointing() && (o_.checkpoint_every > 0 || o_.checkpoint_every_seconds > 0)) {
+      r_.strategy->set_iteration_callback([this](Strategy& s) {
+        dirty_ = true;
+        // A stop is handled by the loop's owner, which saves right after.
+        if (s.stop_requested()) return;
+        const bool by_count = o_.checkpoint_every > 0 && s.clock().train_iterations % o_.checkpoint_every == 0;
+        const bool by_time = o_.checkpoint_every_seconds > 0 &&
+                             std::chrono::duration<double>(Clock::now() - last_save_).count() >=
+                                 o_.checkpoint_every_seconds;
+        if (by_count || by_time) save();
+      });
+    } else {
+      r_.strategy->set_iteration_callback([this](Strategy&) { dirty_ = true; });
+    }
+  }
+  void changed() { dirty_ = true; }
+  void experience_done() {
+    dirty_ = true;
+    if (checkpointing()) save();
+  }
+  // The checkpoint that holds the state at a stop: the last file if nothing
+  // changed since it, else a new save.
+  std::string at_stop() {
+    if (!checkpointing()) return std::string();
+    std::string existing;
+    if (r_.manager) {
+      existing = r_.manager->last_saved_path().empty() ? r_.manager->loaded_path() : r_.manager->last_saved_path();
+    } else if (std::filesystem::exists(o_.checkpoint)) {
+      existing = o_.checkpoint;
+    }
+    return (dirty_ || existing.empty()) ? save() : existing;
+  }
+  int64_t saves() const { return saves_; }
+  double seconds() const { return seconds_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string save() {
+    if (!r_.rank0) {  // the state is replicated: rank 0 writes it
+      dirty_ = false;
+      return std::string();
+    }
+    const auto t0 = Clock::now();
+    std::string path = o_.checkpoint;
+    if (r_.manager) {
+      path = r_.manager->save(*r_.strategy, save_options_);
+    } else {
+      save_checkpoint(*r_.strategy, o_.checkpoint, save_options_);
+    }
+    last_save_ = Clock::now();
+    seconds_ += std::chrono::duration<double>(last_save_ - t0).count();
+    ++saves_;
+    dirty_ = false;
+    return path;
+  }
+
+  const RunOptions& o_;
+  BuiltRun& r_;
+  SaveOptions save_options_;
+  bool dirty_ = false;  // state changed since the last save
+  Clock::time_point last_save_;
+  int64_t saves_ = 0;
+  double seconds_ = 0;
+};
+
+// Step 4: the loop over the stream from `initial`: train, evaluate on the
+// test stream, save. Returns whether it stopped before the end.
+bool train_stream(const RunOptions& o, BuiltRun& r, const StopSignals& signals, SavePolicy& saves,
+                  int64_t initial) {
+  Strategy& strategy = *r.strategy;
+  const int64_t total = int64_t(r.bench->train_stream().size());
+  int64_t done_here = 0;
+  for (int64_t i = initial; i < total; ++i) {
+    if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
+    if (r.stop_agreed(signals)) return true;
+    saves.changed();  // train() changes the state even if it stops at once
+    if (!strategy.train(r.bench->train_stream()[i])) return true;
+    strategy.eval(r.bench->test_stream());
+    saves.experience_done();
+    ++done_here;
+  }
+  // A signal during the last experience trained here: a stop, with its checkpoint.
+  return strategy.clock().train_experiences < total && r.stop_agreed(signals);
+}
+
+// Step 5: the results: timings, results.json, the summary line, and at a
+// stop the checkpoint's name and the requeue. Returns the exit status.
+int finish_run(const RunOptions& o, BuiltRun& r, const StopSignals& signals, SavePolicy& saves, bool stopped,
+               double train_seconds) {
+  Strategy& strategy = *r.strategy;
+  const std::string stop_checkpoint = stopped ? saves.at_stop() : std::string();
+  if (o.verbosity == "verbose" && saves.checkpointing()) {
+    io::ErrLine() << "continua: " << saves.saves() << " checkpoint saves took " << saves.seconds() << " s of "
+                  << train_seconds << " s\n";
+  }
+  const bool complete = strategy.clock().train_experiences >= int64_t(r.bench->train_stream().size());
+  if (r.dist) {
+    if (!o.out.empty()) {
+      write_file(std::filesystem::path(o.out) / ("rank-" + std::to_string(r.dist->rank()) + ".digest"),
+                 strategy.state_digest() + "\n");
+    }
+    if (o.verbosity == "verbose") {
+      auto& dp = *r.data_parallel;
+      const double it = double(std::max<int64_t>(1, dp.iterations()));
+      io::ErrLine() << "continua: rank " << r.dist->rank() << " of " << r.dist->world_size() << ": "
+                    << dp.iterations() << " iterations, " << 1000 * dp.iteration_seconds() / it
+                    << " ms/iteration, gradient all-reduce " << 1000 * dp.gradient_seconds() / it
+                    << " ms/iteration; all collectives " << r.dist->collective_seconds() << " s in "
+                    << r.dist->collective_calls() << " calls; " << train_seconds << " s in the loop\n";
+    }
+    r.dist->barrier();  // rank 0's files are written when any rank returns
+  } else if (r.timer) {
+    const double it = double(std::max<int64_t>(1, r.timer->iterations()));
+    io::ErrLine() << "continua: 1 process: " << r.timer->iterations() << " iterations, "
+                  << 1000 * r.timer->seconds() / it << " ms/iteration; " << train_seconds << " s in the loop\n";
+  }
+  if (!o.out.empty() && r.rank0) write_results(o.out, strategy, complete, r.config);
+  if (complete && o.verbosity != "quiet" && r.rank0) {
+    std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
+              << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()
+              << std::endl;
+  }
+  if (!stopped) return 0;
+  const std::string sig =
+      signals.received() ? signal_name(signals.received()) : std::string("a stop on another rank");
+  if (!saves.checkpointing()) {
+    io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+                  << "; no checkpoint (no --checkpoint or --checkpoint-dir)\n";
+    return 128 + (signals.received() ? signals.received() : SIGTERM);
+  }
+  if (r.rank0) {
+    io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
+                  << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
+                  << "' saved\n";
+  }
+  if (o.requeue && r.rank0) {
+    const char* job = std::getenv("SLURM_JOB_ID");
+    if (job && *job) {
+      if (requeue_slurm_job(job)) io::ErrLine() << "continua: requeued SLURM job " << job << "\n";
+    } else {
+      io::ErrLine() << "continua: --requeue: not under SLURM (SLURM_JOB_ID is unset); not requeuing\n";
+    }
+  }
+  return kExitStoppedBySignal;
+}
+
+}  // namespace
+
 int run(const RunOptions& o) {
   check(o);
   // --nproc N: this process only starts N ranks of itself (which see
@@ -244,246 +522,29 @@ int run(const RunOptions& o) {
   }
   // Under --nproc, srun or torchrun: data-parallel ranks (distributed.h).
   const DistributedEnv dist_env = DistributedEnv::from_environment();
-  std::shared_ptr<DistributedContext> dist;
-  if (dist_env.world_size > 1) dist = std::make_shared<DistributedContext>(dist_env);
-  const bool rank0 = !dist || dist->rank() == 0;
   // Signals stop the loop at the next iteration boundary (signals.h).
   // Installed first: a signal while the data loads is not lost.
   StopSignals signals(parse_signals(o.signals));
   configure_threads(o.threads, int64_t(std::thread::hardware_concurrency()) / dist_env.local_world_size);
 
-  namespace fs = std::filesystem;
-  if (!o.out.empty()) {
-    std::error_code ec;
-    fs::create_directories(o.out, ec);
-    if (ec) throw IoError("--out: cannot create '" + o.out + "': " + ec.message());
-  }
-  const nlohmann::json config = to_json(o);  // checks the strategy's options first
-  auto bench = build_run_benchmark(o);
-  Strategy strategy(build_run_model(o, *bench),
-                    StrategyOptions()
-                        .train_mb_size(o.train_mb_size)
-                        .eval_mb_size(o.eval_mb_size)
-                        .epochs(o.epochs)
-                        .seed(o.seed)
-                        .device(o.device)
-                        .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum)),
-                    build_run_evaluator(o, rank0));
-  std::shared_ptr<DataParallelPlugin> data_parallel;
-  if (dist) {
-    // First: it slices the mini-batch the other plugins see.
-    data_parallel = std::make_shared<DataParallelPlugin>(dist);
-    data_parallel->set_stop_source([&signals] { return signals.received() != 0; });
-    strategy.add_plugin(data_parallel);
-  }
-  std::shared_ptr<IterationTimer> timer;
-  if (!dist && o.verbosity == "verbose") {
-    timer = std::make_shared<IterationTimer>();
-    strategy.add_plugin(timer);
-  }
-  configure_strategy(strategy, o.strategy, strategy_option_values(o), o.seed);
-
+  BuiltRun r;
+  build_run(o, dist_env, signals, r);
   // Ranks stop together at an iteration they agree on (DataParallelPlugin),
   // so a signal must not stop one rank's loop by itself.
-  if (!dist) signals.attach(&strategy);
+  if (!r.dist) signals.attach(r.strategy.get());
   struct Detach {
     StopSignals& s;
     ~Detach() { s.attach(nullptr); }
   } detach{signals};
 
-  std::optional<CheckpointManager> manager;
-  if (!o.checkpoint_dir.empty() && rank0) {
-    manager.emplace(CheckpointManagerOptions().directory(o.checkpoint_dir).keep_last(o.keep_last));
-  }
-  // One writer per checkpoint file too (the manager locks its directory).
-  std::optional<io::FileLock> checkpoint_lock;
-  if (!o.checkpoint.empty() && rank0) {
-    checkpoint_lock.emplace(o.checkpoint + ".lock", "checkpoint '" + o.checkpoint + "'",
-                            "two runs must not write the same checkpoint file");
-  }
-  int64_t initial = 0;
   std::string resumed_from;
-  // A checkpoint of another shape (--hidden, --strategy, ...) fails here, naming the difference.
-  if (manager) {
-    const auto entries = manager->list();
-    if (!entries.empty()) check_resume_config(entries.back().path, config);
-  } else {
-    check_resume_config(o.checkpoint, config);
-  }
-  if (manager) {
-    initial = manager->maybe_load(strategy, {}, {bench}).second;
-    resumed_from = manager->loaded_path();
-  } else if (!o.checkpoint.empty() && rank0) {
-    initial = maybe_load_checkpoint(strategy, o.checkpoint, {}, {bench}).second;
-    if (initial > 0 || strategy.in_experience()) resumed_from = o.checkpoint;
-  }
-  if (dist) {
-    // Every rank loads the file rank 0 chose, then they check the resume point.
-    const std::string chosen = dist->broadcast_string(resumed_from);
-    if (!rank0 && !chosen.empty()) {
-      initial = maybe_load_checkpoint(strategy, chosen, {}, {bench}).second;
-      resumed_from = chosen;
-    }
-    std::vector<at::Tensor> point = {torch::tensor({initial, strategy.clock().train_iterations}, torch::kLong)};
-    std::vector<at::Tensor> rank0_point = {point[0].clone()};
-    dist->broadcast(rank0_point);
-    if (!torch::equal(point[0], rank0_point[0])) {
-      throw Error("rank " + std::to_string(dist->rank()) + " resumed from '" + resumed_from +
-                  "' at experience " + std::to_string(initial) + ", iteration " +
-                  std::to_string(strategy.clock().train_iterations) + ", but rank 0 at experience " +
-                  std::to_string(rank0_point[0][0].item<int64_t>()) + ", iteration " +
-                  std::to_string(rank0_point[0][1].item<int64_t>()));
-    }
-    broadcast_parameters(*dist, strategy.model());
-  }
-  const int world_size = dist ? dist->world_size() : 1;
-  if (!resumed_from.empty() && rank0) {
-    io::ErrLine() << "continua: resumed from '" << resumed_from << "' at experience " << initial
-              << ", iteration " << strategy.clock().train_iterations << "\n";
-    const int saved_world = checkpoint_world_size(resumed_from);
-    if (saved_world != world_size) {
-      io::ErrLine() << "continua: the checkpoint was written by " << saved_world << " rank(s), this run has "
-                << world_size << ": the replicated state (model, optimizer, plugins, generators, position "
-                << "in the stream) is loaded as saved; each rank's share of a mini-batch and its random "
-                << "stream are re-derived for " << world_size << " rank(s), so from here the run follows a "
-                << world_size << "-rank run (equal up to the order of floating-point sums), not the "
-                << saved_world << "-rank run bit for bit\n";
-    }
-  }
-  SaveOptions save_options;
-  save_options.metadata({{"config", config.dump()}, {"world_size", std::to_string(world_size)}});
-
-  using SteadyClock = std::chrono::steady_clock;
-  const bool checkpointing = !o.checkpoint_dir.empty() || !o.checkpoint.empty();
-  bool dirty = false;  // state changed since the last save
-  auto last_save = SteadyClock::now();
-  int64_t saves = 0;
-  double save_seconds = 0;
-  auto save_now = [&]() -> std::string {
-    if (!rank0) {  // the state is replicated: rank 0 writes it
-      dirty = false;
-      return std::string();
-    }
-    const auto t0 = SteadyClock::now();
-    std::string path = o.checkpoint;
-    if (manager) {
-      path = manager->save(strategy, save_options);
-    } else {
-      save_checkpoint(strategy, o.checkpoint, save_options);
-    }
-    last_save = SteadyClock::now();
-    save_seconds += std::chrono::duration<double>(last_save - t0).count();
-    ++saves;
-    dirty = false;
-    return path;
-  };
-  if (checkpointing && (o.checkpoint_every > 0 || o.checkpoint_every_seconds > 0)) {
-    strategy.set_iteration_callback([&](Strategy& s) {
-      dirty = true;
-      // A stop is handled by the loop's owner, which saves right after.
-      if (s.stop_requested()) return;
-      const bool by_count = o.checkpoint_every > 0 && s.clock().train_iterations % o.checkpoint_every == 0;
-      const bool by_time =
-          o.checkpoint_every_seconds > 0 &&
-          std::chrono::duration<double>(SteadyClock::now() - last_save).count() >= o.checkpoint_every_seconds;
-      if (by_count || by_time) save_now();
-    });
-  } else {
-    strategy.set_iteration_callback([&](Strategy&) { dirty = true; });
-  }
-
-  const auto t_start = SteadyClock::now();
-  const int64_t total = int64_t(bench->train_stream().size());
-  int64_t done_here = 0;
-  bool stopped = false;
-  for (int64_t i = initial; i < total; ++i) {
-    if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
-    if (dist ? data_parallel->agree_stop(signals.received() != 0 || strategy.stop_requested())
-             : signals.received() != 0) {
-      stopped = true;
-      break;
-    }
-    dirty = true;  // train() changes the state even if it stops at once
-    if (!strategy.train(bench->train_stream()[i])) {
-      stopped = true;
-      break;
-    }
-    strategy.eval(bench->test_stream());
-    dirty = true;
-    if (checkpointing) save_now();
-    ++done_here;
-  }
-  if (!stopped && strategy.clock().train_experiences < total &&
-      (dist ? data_parallel->agree_stop(signals.received() != 0 || strategy.stop_requested())
-            : signals.received() != 0)) {
-    stopped = true;
-  }
-  const double train_seconds = std::chrono::duration<double>(SteadyClock::now() - t_start).count();
-  std::string stop_checkpoint;
-  if (stopped && checkpointing) {
-    // Nothing changed since the last save or load: that file is the checkpoint.
-    std::string existing;
-    if (manager) {
-      existing = manager->last_saved_path().empty() ? manager->loaded_path() : manager->last_saved_path();
-    } else if (fs::exists(o.checkpoint)) {
-      existing = o.checkpoint;
-    }
-    stop_checkpoint = (dirty || existing.empty()) ? save_now() : existing;
-  }
-  if (o.verbosity == "verbose" && checkpointing) {
-    io::ErrLine() << "continua: " << saves << " checkpoint saves took " << save_seconds << " s of "
-              << train_seconds << " s\n";
-  }
-  const bool complete = strategy.clock().train_experiences >= total;
-  if (dist) {
-    if (!o.out.empty()) {
-      write_file(fs::path(o.out) / ("rank-" + std::to_string(dist->rank()) + ".digest"),
-                 strategy.state_digest() + "\n");
-    }
-    if (o.verbosity == "verbose") {
-      const double it = double(std::max<int64_t>(1, data_parallel->iterations()));
-      io::ErrLine() << "continua: rank " << dist->rank() << " of " << dist->world_size() << ": "
-                << data_parallel->iterations() << " iterations, " << 1000 * data_parallel->iteration_seconds() / it
-                << " ms/iteration, gradient all-reduce " << 1000 * data_parallel->gradient_seconds() / it
-                << " ms/iteration; all collectives " << dist->collective_seconds() << " s in "
-                << dist->collective_calls() << " calls; " << train_seconds << " s in the loop\n";
-    }
-    dist->barrier();  // rank 0's files are written when any rank returns
-  } else if (timer) {
-    const double it = double(std::max<int64_t>(1, timer->iterations()));
-    io::ErrLine() << "continua: 1 process: " << timer->iterations() << " iterations, "
-              << 1000 * timer->seconds() / it << " ms/iteration; " << train_seconds << " s in the loop\n";
-  }
-  if (!o.out.empty() && rank0) write_results(o.out, strategy, complete, config);
-  if (complete && o.verbosity != "quiet" && rank0) {
-    std::cout << "average accuracy " << strategy.evaluator().average_accuracy() << ", forgetting "
-              << strategy.evaluator().forgetting() << "\nstate digest " << strategy.state_digest()
-              << std::endl;
-  }
-  if (stopped) {
-    const std::string sig =
-        signals.received() ? signal_name(signals.received()) : std::string("a stop on another rank");
-    if (!checkpointing) {
-      io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
-                << "; no checkpoint (no --checkpoint or --checkpoint-dir)\n";
-      return 128 + (signals.received() ? signals.received() : SIGTERM);
-    }
-    if (rank0) {
-      io::ErrLine() << "continua: stopped by " << sig << " at iteration " << strategy.clock().train_iterations
-                << " (experience " << strategy.next_experience() << "); checkpoint '" << stop_checkpoint
-                << "' saved\n";
-    }
-    if (o.requeue && rank0) {
-      const char* job = std::getenv("SLURM_JOB_ID");
-      if (job && *job) {
-        if (requeue_slurm_job(job)) io::ErrLine() << "continua: requeued SLURM job " << job << "\n";
-      } else {
-        io::ErrLine() << "continua: --requeue: not under SLURM (SLURM_JOB_ID is unset); not requeuing\n";
-      }
-    }
-    return kExitStoppedBySignal;
-  }
-  return 0;
+  const int64_t initial = resume(o, r, resumed_from);
+  SavePolicy saves(o, r);
+  saves.attach();
+  const auto t_start = std::chrono::steady_clock::now();
+  const bool stopped = train_stream(o, r, signals, saves, initial);
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return finish_run(o, r, signals, saves, stopped, train_seconds);
 }
 
 }  // namespace continua::cli
