@@ -78,4 +78,13 @@ std::unique_ptr<Strategy> make_test_strategy(const std::string& name, const Benc
   return s;
 }
 
+int64_t iterations_in_experience(const std::string& name, const Benchmark& bench, int64_t exp, uint64_t seed,
+                                 int64_t epochs) {
+  auto s = make_test_strategy(name, bench, seed, epochs);
+  for (int64_t i = 0; i < exp; ++i) s->train(bench.train_stream()[size_t(i)]);
+  const int64_t before = s->clock().train_iterations;
+  s->train(bench.train_stream()[size_t(exp)]);
+  return s->clock().train_iterations - before;
+}
+
 }  // namespace continua::testing

@@ -41,5 +41,10 @@ std::string test_name(std::string strategy);
 std::shared_ptr<Benchmark> synthetic_benchmark(uint64_t seed = 1, int64_t experiences = 5);
 std::unique_ptr<Strategy> make_test_strategy(const std::string& name, const Benchmark& bench,
                                              uint64_t seed = 1, int64_t epochs = 1);
+// The training iterations the strategy runs on experience `exp` (after the
+// ones before it): a method that trains on its memory alone (GDumb) runs
+// few, and a stop "in the middle" must land inside them.
+int64_t iterations_in_experience(const std::string& name, const Benchmark& bench, int64_t exp,
+                                 uint64_t seed = 1, int64_t epochs = 1);
 
 }  // namespace continua::testing

@@ -20,16 +20,21 @@ std::vector<int64_t> balanced_shares(int64_t total, int64_t groups) {
 at::Tensor herding_order(const at::Tensor& features, int64_t m) {
   const int64_t n = features.size(0);
   m = std::min(m, n);
-  at::Tensor f = features.to(at::kDouble);
+  // In the features' own precision (float32 features: float32 scores,
+  // twice as fast for iCaRL's thousands of candidates).
+  at::Tensor f = features.is_floating_point() ? features : features.to(at::kDouble);
   at::Tensor mu = f.mean(0);
+  at::Tensor norms = f.pow(2).sum(1);
   at::Tensor sum = at::zeros_like(mu);
   at::Tensor taken = at::zeros({n}, at::kBool);
   std::vector<int64_t> picks;
   picks.reserve(size_t(m));
   for (int64_t k = 0; k < m; ++k) {
-    // The candidate whose addition brings the running mean closest to mu.
-    at::Tensor cand = (sum.unsqueeze(0) + f) / double(k + 1);
-    at::Tensor dist = (cand - mu.unsqueeze(0)).pow(2).sum(1);
+    // The candidate whose addition brings the running mean closest to mu:
+    // ||(sum + f_i)/(k+1) − mu||² is, up to a constant,
+    // ||f_i||²/(k+1)² + 2 f_i · (sum/(k+1)² − mu/(k+1)): one mat-vec a pick.
+    const double a = 1.0 / double(k + 1);
+    at::Tensor dist = norms * (a * a) + 2.0 * f.mv(sum * (a * a) - mu * a);
     dist.masked_fill_(taken, std::numeric_limits<double>::infinity());
     const int64_t i = dist.argmin().item<int64_t>();
     picks.push_back(i);
@@ -48,11 +53,21 @@ Memory::Memory(MemoryOptions options)
     throw InvalidArgument("--replay-policy: unknown policy '" + p +
                           "' (known: experience-balanced, class-balanced, reservoir)");
   }
+  if (options_.per_experience_ < -1) throw InvalidArgument("memory: samples per experience must be >= -1");
+  if (options_.per_experience_ != 0 && p != "experience-balanced") {
+    throw InvalidArgument("memory: samples per experience need the experience-balanced policy");
+  }
   if (options_.selection_ != "random" && options_.selection_ != "herding") {
     throw InvalidArgument("memory selection: unknown '" + options_.selection_ + "' (known: random, herding)");
   }
   experiences_ = positions_ = labels_ = at::empty({0}, at::kLong);
   priorities_ = at::empty({0}, at::kFloat);
+}
+
+int64_t Memory::quota() const {
+  if (options_.per_experience_ > 0) return options_.per_experience_;
+  const int64_t n = benchmark_ ? int64_t(benchmark_->train_stream().size()) : 1;
+  return options_.size_ / std::max<int64_t>(n, 1);
 }
 
 void Memory::bind(const Experience& e) {
@@ -127,7 +142,20 @@ void Memory::update(const Experience& exp, const FeatureFunction& features) {
         }
         f = at::cat(parts);
       }
-      at::Tensor picks = herding_order(f, std::min<int64_t>(options_.size_, cand.size(0)));
+      // No share can exceed size() over the groups there will be.
+      int64_t most = options_.per_experience_ != 0 ? quota() : options_.size_;
+      if (options_.policy_ == "class-balanced") {
+        std::set<int64_t> classes;
+        for (const auto& [c, slots] : slots_by(labels_)) classes.insert(c);
+        for (const auto& [c, slots] : groups) classes.insert(c);
+        most = (options_.size_ + int64_t(classes.size()) - 1) / int64_t(classes.size());
+      } else if (options_.policy_ == "experience-balanced" && options_.per_experience_ == 0) {
+        std::set<int64_t> exps;
+        for (const auto& [e, slots] : slots_by(experiences_)) exps.insert(e);
+        exps.insert(exp.index());
+        most = (options_.size_ + int64_t(exps.size()) - 1) / int64_t(exps.size());
+      }
+      at::Tensor picks = herding_order(f, std::min<int64_t>(most, cand.size(0)));
       const int64_t m = picks.size(0);
       at::Tensor ranks = at::arange(m, 0, -1, at::kFloat) / float(m) + 1.0f;  // (1, 2]
       pr.index_put_({cand.index_select(0, picks)}, ranks);
@@ -152,7 +180,9 @@ void Memory::update(const Experience& exp, const FeatureFunction& features) {
       groups.push_back(slots);
     }
   }
-  select(groups, balanced_shares(options_.size_, int64_t(groups.size())));
+  select(groups, options_.per_experience_ != 0
+                     ? std::vector<int64_t>(groups.size(), quota())
+                     : balanced_shares(options_.size_, int64_t(groups.size())));
 }
 
 at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
@@ -175,41 +205,63 @@ at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
       payload_[name] = at::zeros(shape, t.options().device(at::kCPU));
     }
   }
-  for (int64_t i = 0; i < k; ++i) {
-    int64_t slot = -1;
-    if (size() < options_.size_) {
-      slot = size();
-      experiences_ = at::cat({experiences_, at::full({1}, exp.index(), at::kLong)});
-      positions_ = at::cat({positions_, pos.narrow(0, i, 1)});
-      labels_ = at::cat({labels_, labels.narrow(0, i, 1)});
-      priorities_ = at::cat({priorities_, at::zeros({1}, at::kFloat)});
-      for (auto& [name, t] : payload_) {
-        auto it = payload.find(name);
-        auto shape = t.sizes().vec();
-        shape[0] = 1;
-        t = at::cat({t, it != payload.end() ? it->second.narrow(0, i, 1).to(at::kCPU, t.scalar_type())
-                                            : at::zeros(shape, t.options())});
-      }
-    } else {
-      const int64_t j = int64_t(u[i].item<double>() * double(seen_ + 1));
-      if (j < options_.size_) {
-        slot = j;
-        experiences_[j] = exp.index();
-        positions_[j] = pos[i];
-        labels_[j] = labels[i];
-        for (auto& [name, t] : payload_) {
-          auto it = payload.find(name);
-          if (it != payload.end()) {
-            t[j].copy_(it->second[i].to(at::kCPU));
-          } else {
-            t[j].zero_();
-          }
-        }
+  // Algorithm R, decided on plain numbers first, then applied in two
+  // tensor operations: the first samples fill free slots; each later one
+  // replaces slot j = floor(u * (seen + 1)) when j < size (the last of
+  // several writes to a slot wins, as one sample after another would).
+  const int64_t cap = options_.size_;
+  const double* uu = u.data_ptr<double>();
+  int64_t* wh = where.data_ptr<int64_t>();
+  int64_t n_seen = seen_;
+  const int64_t fill = std::min<int64_t>(k, std::max<int64_t>(0, cap - size()));
+  std::map<int64_t, int64_t> replaced;  // slot -> row of this batch
+  for (int64_t i = 0; i < k; ++i, ++n_seen) {
+    if (i < fill) {
+      wh[i] = size() + i;
+      replaced[size() + i] = i;  // a later row may still replace it
+      continue;
+    }
+    const int64_t j = int64_t(uu[i] * double(n_seen + 1));
+    if (j < cap) {
+      auto it = replaced.find(j);
+      if (it != replaced.end()) wh[it->second] = -1;  // overwritten by this later row
+      replaced[j] = i;
+      wh[i] = j;
+    }
+  }
+  if (fill > 0) {
+    experiences_ = at::cat({experiences_, at::full({fill}, exp.index(), at::kLong)});
+    positions_ = at::cat({positions_, pos.narrow(0, 0, fill)});
+    labels_ = at::cat({labels_, labels.narrow(0, 0, fill)});
+    priorities_ = at::cat({priorities_, at::zeros({fill}, at::kFloat)});
+    for (auto& [name, t] : payload_) {
+      auto it = payload.find(name);
+      auto shape = t.sizes().vec();
+      shape[0] = fill;
+      t = at::cat({t, it != payload.end() ? it->second.narrow(0, 0, fill).to(at::kCPU, t.scalar_type())
+                                          : at::zeros(shape, t.options())});
+    }
+  }
+  if (!replaced.empty()) {
+    std::vector<int64_t> slots, rows;
+    for (const auto& [j, i] : replaced) {
+      slots.push_back(j);
+      rows.push_back(i);
+    }
+    const at::Tensor js = at::tensor(slots, at::kLong), is = at::tensor(rows, at::kLong);
+    experiences_.index_fill_(0, js, exp.index());
+    positions_.index_copy_(0, js, pos.index_select(0, is));
+    labels_.index_copy_(0, js, labels.index_select(0, is));
+    for (auto& [name, t] : payload_) {
+      auto it = payload.find(name);
+      if (it != payload.end()) {
+        t.index_copy_(0, js, it->second.index_select(0, is.to(it->second.device())).to(at::kCPU, t.scalar_type()));
+      } else {
+        t.index_fill_(0, js, 0);
       }
     }
-    where[i] = slot;
-    ++seen_;
   }
+  seen_ = n_seen;
   return where;
 }
 

@@ -94,6 +94,8 @@ void NamedOptimizer::bind(const torch::OrderedDict<std::string, at::Tensor>& nam
   }
 }
 
+void NamedOptimizer::reset_state() { optimizer_->state().clear(); }
+
 void NamedOptimizer::zero_grad() {
   // Zero in place rather than set to none: freeing the gradients makes the
   // next backward allocate them again, and fresh pages cost more than the

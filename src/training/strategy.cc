@@ -33,6 +33,21 @@ Batch TrainingSet::get(const at::Tensor& indices) const {
   return gather_samples(exps, which, positions);
 }
 
+at::Tensor TrainingSet::positions_in(const at::Tensor& indices, const Experience& e) const {
+  if (segments.size() == 1 && segments[0].experience == &e) return segments[0].positions.index_select(0, indices);
+  at::Tensor out = at::full({indices.size(0)}, -1, at::kLong);
+  int64_t begin = 0;
+  for (const auto& s : segments) {
+    const int64_t n = s.positions.size(0);
+    if (s.experience == &e && n > 0) {
+      at::Tensor rows = indices.ge(begin).logical_and(indices.lt(begin + n)).nonzero().flatten();
+      out.index_put_({rows}, s.positions.index_select(0, indices.index_select(0, rows) - begin));
+    }
+    begin += n;
+  }
+  return out;
+}
+
 int64_t MiniBatch::new_samples() const {
   if (!memory_slot.defined()) return size();
   return memory_slot.lt(0).sum().item<int64_t>();
@@ -207,7 +222,9 @@ bool Strategy::train(const Experience& experience) {
       if (stop_requested()) return false;
       const int64_t take = std::min(mb, n - loop_.position);
       try {
-        this->mb = MiniBatch::from(set.get(loop_.order.narrow(0, loop_.position, take)));
+        const at::Tensor indices = loop_.order.narrow(0, loop_.position, take);
+        this->mb = MiniBatch::from(set.get(indices));
+        mb_positions = set.positions_in(indices, experience);
         for (auto& p : plugins_) p->adapt_batch(*this, this->mb);
         this->mb = this->mb.to(dev);
         // Rows of the whole batch (with memory rows), before data-parallel
@@ -215,7 +232,8 @@ bool Strategy::train(const Experience& experience) {
         const int64_t rows = this->mb.size();
         for (auto& p : plugins_) p->before_training_iteration(*this);
         optimizer_.zero_grad();
-        mb_output = model_->forward(this->mb.x, this->mb.t);
+        mb_features = model_->features(this->mb.x);
+        mb_output = model_->head(mb_features, this->mb.t);
         for (auto& p : plugins_) p->after_forward(*this);
         loss = criterion_(*this);
         double batch_loss;
@@ -268,7 +286,7 @@ bool Strategy::train(const Experience& experience) {
   ++clock_.train_experiences;
   loop_ = LoopState();
   this->mb = MiniBatch();
-  mb_output = loss = at::Tensor();
+  mb_features = mb_output = loss = mb_positions = at::Tensor();
   return true;
 }
 
@@ -292,7 +310,8 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
     for (int64_t pos = 0; pos < e.size(); pos += options_.eval_mb_size_) {
       const int64_t take = std::min(options_.eval_mb_size_, e.size() - pos);
       this->mb = MiniBatch::from(e.get(at::arange(pos, pos + take, at::kLong))).to(dev);
-      mb_output = model_->forward(this->mb.x, this->mb.t);
+      mb_features = model_->features(this->mb.x);
+      mb_output = model_->head(mb_features, this->mb.t);
       for (auto& p : plugins_) p->after_eval_forward(*this);
       at::Tensor out = mb_output;
       const at::Tensor& y = this->mb.y;
@@ -323,7 +342,7 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
   record.stream_accuracy = total ? double(total_correct) / double(total) : 0.0;
   record.stream_loss = total ? total_loss / double(total) : 0.0;
   this->mb = MiniBatch();
-  mb_output = at::Tensor();
+  mb_features = mb_output = at::Tensor();
   evaluator_->record_eval(record);
   for (auto& p : plugins_) p->after_eval(*this);
   if (was_training) model_->train();

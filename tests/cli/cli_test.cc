@@ -128,7 +128,7 @@ TEST_F(Cli, ImpossibleOptionsAreClearErrors) {
   };
   TempDir d;
   for (const Case& c : std::vector<Case>{
-           {"--strategy icarl", "--strategy"},
+           {"--strategy no-such-method", "--strategy"},
            {"--subset -5", "--subset"},
            {"--hidden 0", "--hidden"},
            {"--epochs -1", "--epochs"},

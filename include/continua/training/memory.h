@@ -53,11 +53,17 @@ struct MemoryOptions {
   MemoryOptions& policy(std::string v) { policy_ = std::move(v); return *this; }
   MemoryOptions& selection(std::string v) { selection_ = std::move(v); return *this; }
   MemoryOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  // experience-balanced only: this many samples of every experience, the
+  // memory growing by as much each experience (GEM's and A-GEM's
+  // patterns_per_exp) instead of shares of size(); -1: size() divided by
+  // the number of training experiences of the benchmark.
+  MemoryOptions& per_experience(int64_t v) { per_experience_ = v; return *this; }
 
   int64_t size_ = 500;
   std::string policy_ = "experience-balanced";  // experience-balanced, class-balanced, reservoir
   std::string selection_ = "random";            // random, herding
   uint64_t seed_ = 0;
+  int64_t per_experience_ = 0;
 };
 
 // Features of a batch of samples (for herding): [B, D].
@@ -68,6 +74,7 @@ class Memory : public Stateful {
   explicit Memory(MemoryOptions options);
 
   int64_t size() const { return experiences_.size(0); }
+  // The most samples it holds (with per_experience: per experience seen).
   int64_t capacity() const { return options_.size_; }
   const MemoryOptions& options() const { return options_; }
 
@@ -109,6 +116,7 @@ class Memory : public Stateful {
 
  private:
   void bind(const Experience& experience);
+  int64_t quota() const;  // samples per experience with per_experience
   // Keeps, of the slots in `keep` (by share), the highest priorities.
   void select(const std::vector<at::Tensor>& groups, const std::vector<int64_t>& caps);
   void take(const at::Tensor& slots);  // keep these slots, in this order

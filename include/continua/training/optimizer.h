@@ -53,6 +53,9 @@ class NamedOptimizer : public Stateful {
   void bind(const torch::OrderedDict<std::string, at::Tensor>& named_parameters);
   void zero_grad();
   void step();
+  // Forgets every parameter's buffers (momentum, Adam's moments): the next
+  // step is the first of a fresh optimizer (GDumb's retraining).
+  void reset_state();
   double lr() const;
   void set_lr(double lr);
   const OptimizerOptions& options() const { return options_; }

@@ -3,7 +3,16 @@
 // (training/registry.h) builds a strategy by name from them.
 #pragma once
 
+#include "continua/training/plugins/agem.h"
 #include "continua/training/plugins/cumulative.h"
+#include "continua/training/plugins/der.h"
+#include "continua/training/plugins/er_ace.h"
 #include "continua/training/plugins/ewc.h"
+#include "continua/training/plugins/gdumb.h"
+#include "continua/training/plugins/gem.h"
+#include "continua/training/plugins/icarl.h"
+#include "continua/training/plugins/lfl.h"
 #include "continua/training/plugins/lwf.h"
+#include "continua/training/plugins/mas.h"
 #include "continua/training/plugins/replay.h"
+#include "continua/training/plugins/si.h"

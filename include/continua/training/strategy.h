@@ -75,6 +75,9 @@ struct TrainingSet {
   int64_t size() const;
   // The samples at the given global indices (0 <= i < size()), in order.
   Batch get(const at::Tensor& indices) const;
+  // For each index, the sample's position in experience e, or -1 if it is
+  // in a segment of another experience.
+  at::Tensor positions_in(const at::Tensor& indices, const Experience& e) const;
 };
 
 // The mini-batch of a training iteration (or of an evaluation step): the
@@ -241,7 +244,15 @@ class Strategy : public Checkpointable {
   // The current mini-batch, the model's output on it and the loss (valid in
   // iteration and evaluation hooks).
   MiniBatch mb;
-  at::Tensor mb_output, loss;
+  // The model's features of mb.x (the head's input) and its output on them:
+  // plugins that need the features (LFL, iCaRL) read them here rather than
+  // running the feature extractor again.
+  at::Tensor mb_features, mb_output, loss;
+  // Training: for each row the training set gave the mini-batch (its first
+  // rows, before plugins appended any), its position in experience(); -1 for
+  // a row of another experience's segment (cumulative training). DER and
+  // ER-ACE offer these samples to their reservoir.
+  at::Tensor mb_positions;
 
  protected:
   // Rebinds the optimizer after the model's parameter set changed.

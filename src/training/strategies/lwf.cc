@@ -1,6 +1,5 @@
 #include "continua/training/plugins/lwf.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <set>
@@ -17,14 +16,14 @@ LwFPlugin::LwFPlugin(Options options) : options_(options) {
   if (!(options_.temperature > 0)) throw InvalidArgument("--lwf-temperature must be > 0");
 }
 
-void LwFPlugin::attached(Strategy& s) { prototype_ = s.model_ptr(); }
+void LwFPlugin::attached(Strategy& s) { previous_.set_prototype(s.model_ptr()); }
 
 void LwFPlugin::before_backward(Strategy& s) {
   if (!previous_ || options_.alpha == 0) return;
   at::Tensor old_logits;
   {
     torch::NoGradGuard ng;
-    old_logits = previous_->forward(s.mb.x, s.mb.t);
+    old_logits = previous_.model()->forward(s.mb.x, s.mb.t);
   }
   // Only the units of the classes the previous model was trained on (a
   // grown head has rows below its width that no experience brought yet).
@@ -44,9 +43,7 @@ void LwFPlugin::before_backward(Strategy& s) {
 
 void LwFPlugin::after_training_exp(Strategy& s) {
   for (int64_t c : s.experience()->classes()) previous_classes_.insert(c);
-  previous_ = s.model().clone_model();
-  previous_->eval();
-  for (auto& p : previous_->parameters()) p.set_requires_grad(false);
+  previous_.take(s.model());
 }
 
 void LwFPlugin::save_state(StateWriter& w) const {
@@ -54,7 +51,7 @@ void LwFPlugin::save_state(StateWriter& w) const {
   w.write("previous_classes", std::vector<int64_t>(previous_classes_.begin(), previous_classes_.end()));
   if (previous_) {
     StateWriter mw = w.child("previous_model");
-    previous_->save_state(mw);
+    previous_.save_state(mw);
   }
 }
 
@@ -68,50 +65,17 @@ void LwFPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
       classes.insert(c);
     }
   }
+  tx.then([this, classes] { previous_classes_ = classes; });
   if (!r.get<bool>("has_previous")) {
-    tx.then([this, classes] {
-      previous_.reset();
-      previous_classes_ = classes;
-    });
+    tx.then([this] { previous_.reset(); });
     return;
   }
   StateReader mr = r.child("previous_model");
-  ModelOptions mo;
-  try {
-    mo = ModelOptions::from_json(mr.json("options"));
-  } catch (const nlohmann::json::exception& e) {
-    mr.fail("options", std::string("malformed: ") + e.what());
-  }
-  // The live previous model of the same architecture and device is loaded in
-  // place; otherwise a new one is built (not live until the commit).
-  const c10::Device device = mr.tensor("classifier.head.weight").device();
-  std::shared_ptr<Model> m = previous_;
-  if (!m || m->options().to_json() != mo.to_json() || m->parameters().front().device() != device) {
-    // Building a model draws its initial weights from torch's generator,
-    // which is part of the strategy's state: staging leaves it as it was.
-    at::Generator global = at::detail::getDefaultCPUGenerator();
-    const at::Tensor rng = global.get_state();
-    try {
-      // A user's own feature extractor cannot be built from options: a
-      // copy of the live model's architecture is.
-      m = mo.type_ == "custom" && prototype_ ? prototype_->clone_empty() : make_model(mo);
-      m->to(device);
-    } catch (...) {
-      global.set_state(rng);
-      throw;
-    }
-    global.set_state(rng);
-  }
-  m->stage_load(mr, tx);
-  if (!classes.empty() && !mo.multi_head_ && *classes.rbegin() >= mr.tensor("classifier.head.weight").size(0)) {
+  if (!classes.empty() && mr.has("classifier.head.weight") &&
+      *classes.rbegin() >= mr.tensor("classifier.head.weight").size(0)) {
     r.fail("previous_classes", "a class beyond the previous model's head");
   }
-  tx.then([this, m, classes] {
-    previous_classes_ = classes;
-    m->eval();
-    for (auto& p : m->parameters()) p.set_requires_grad(false);
-    previous_ = m;
-  });
+  previous_.stage_load(mr, tx);
 }
 
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "continua/training/model_snapshot.h"
 #include "continua/training/strategy.h"
 
 namespace continua {
@@ -27,13 +28,12 @@ class LwFPlugin : public Plugin {
   void save_state(StateWriter& writer) const override;
   void load_state(const StateReader& reader) override;
   void stage_load(const StateReader& reader, LoadTransaction& tx) override;
-  const std::shared_ptr<Model>& previous_model() const { return previous_; }
+  const std::shared_ptr<Model>& previous_model() const { return previous_.model(); }
 
  private:
   Options options_;
-  std::shared_ptr<Model> previous_;
-  std::shared_ptr<Model> prototype_;
-  std::set<int64_t> previous_classes_;  // the units distilled  // the strategy's model: architecture for loads
+  ModelSnapshot previous_;
+  std::set<int64_t> previous_classes_;  // the units distilled
 };
 
 }  // namespace continua

@@ -1,0 +1,563 @@
+// The standard methods of training/plugins/: each test checks the quantity
+// the method's paper defines, computed independently here, and fails when
+// the method's defining step is removed.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "continua/training/parameter_map.h"
+#include "continua/training/plugins.h"
+#include "continua/training/qp.h"
+#include "continua/training/strategy.h"
+#include "test_util.h"
+
+namespace continua {
+namespace {
+
+using testing::synthetic_benchmark;
+
+std::unique_ptr<Strategy> small_strategy(const Benchmark& b, uint64_t seed = 1, double dropout = 0.0,
+                                         int64_t mb = 16) {
+  torch::manual_seed(seed);
+  return std::make_unique<Strategy>(
+      make_model(ModelOptions().input_size(b.input_size()).hidden(16).dropout(dropout)),
+      StrategyOptions().train_mb_size(mb).eval_mb_size(64).seed(seed).optimizer(
+          OptimizerOptions().lr(0.05).momentum(0.9)));
+}
+
+// Records, per iteration, each parameter's gradient and its value before
+// and after the step (added before the plugin under test, it sees the
+// gradient of the task's loss alone).
+class StepProbe : public Plugin {
+ public:
+  std::string name() const override { return "step_probe"; }
+  bool part_of_state() const override { return false; }
+  void before_training_exp(Strategy& s) override {
+    start = parameter_values(s.model());
+    path = parameter_zeros(s.model());
+  }
+  void after_backward(Strategy& s) override {
+    grad.clear();
+    for (const auto& p : s.model().named_parameters()) grad[p.key()] = p.value().grad().clone();
+    before = parameter_values(s.model());
+  }
+  void after_update(Strategy& s) override {
+    for (const auto& p : s.model().named_parameters()) {
+      path[p.key()] -= grad[p.key()] * (p.value().detach() - before[p.key()]);
+    }
+  }
+  ParameterMap start, path, grad, before;
+};
+
+// Records the gradient right before the optimizer step (added after the
+// plugin under test: what the optimizer will use).
+class FinalGradProbe : public Plugin {
+ public:
+  std::string name() const override { return "final_grad_probe"; }
+  bool part_of_state() const override { return false; }
+  void after_backward(Strategy& s) override { last = flat_gradient(s.model()); }
+  at::Tensor last;
+};
+
+TEST(SynapticIntelligence, ImportanceIsThePathIntegralOverTheStepsTaken) {
+  auto b = synthetic_benchmark(1);
+  auto s = small_strategy(*b);
+  auto probe = std::make_shared<StepProbe>();
+  s->add_plugin(probe);
+  auto si = std::make_shared<SynapticIntelligencePlugin>(SynapticIntelligencePlugin::Options{0.5, 0.01});
+  s->add_plugin(si);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  const ParameterMap end = parameter_values(s->model());
+  ASSERT_FALSE(si->importance().empty());
+  for (const auto& [name, omega] : probe->path) {
+    // ω = −Σ g·Δθ is positive overall: training lowered the loss.
+    const at::Tensor expected = omega / ((end.at(name) - probe->start.at(name)).pow(2) + 0.01);
+    EXPECT_TRUE(at::allclose(si->importance().at(name), expected, 1e-4, 1e-7)) << name;
+  }
+  EXPECT_GT(probe->path.at("features.0.weight").sum().item<double>(), 0);
+  // The next experience: the surrogate's gradient 2c Ω (θ − θ*) is added to
+  // the task's gradient, and ω integrates the task's gradient alone.
+  class Check : public Plugin {
+   public:
+    Check(SynapticIntelligencePlugin& si, StepProbe& probe, FinalGradProbe& final_grad)
+        : si_(si), probe_(probe), final_(final_grad) {}
+    std::string name() const override { return "check"; }
+    bool part_of_state() const override { return false; }
+    void after_backward(Strategy& s) override {
+      std::vector<at::Tensor> expected;
+      for (const auto& p : s.model().named_parameters()) {
+        at::Tensor g = probe_.grad.at(p.key()).clone();
+        const at::Tensor& ref = si_.reference().at(p.key());
+        g.add_(2 * 0.5 * si_.importance().at(p.key()) * (p.value().detach() - ref));
+        expected.push_back(g.flatten());
+      }
+      max_diff = std::max(max_diff, (at::cat(expected) - final_.last).abs().max().item<double>());
+      ++checked;
+    }
+    SynapticIntelligencePlugin& si_;
+    StepProbe& probe_;
+    FinalGradProbe& final_;
+    double max_diff = 0;
+    int checked = 0;
+  };
+  ParameterMap importance;  // a copy: SI adds to its tensors in place
+  for (const auto& [name, t] : si->importance()) importance[name] = t.clone();
+  auto after = std::make_shared<FinalGradProbe>();  // after SI
+  s->add_plugin(after);
+  auto check = std::make_shared<Check>(*si, *probe, *after);
+  s->add_plugin(check);
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_GT(check->checked, 0);
+  EXPECT_LT(check->max_diff, 1e-6);
+  EXPECT_GT(si->importance().at("classifier.head.weight").abs().sum().item<double>(), 0);
+  // Ω grows by this experience's path integral over its own displacement.
+  fit_to(importance, s->model());
+  const ParameterMap end1 = parameter_values(s->model());
+  for (const auto& [name, omega] : probe->path) {
+    const at::Tensor expected =
+        importance.at(name) + omega / ((end1.at(name) - probe->start.at(name)).pow(2) + 0.01);
+    EXPECT_TRUE(at::allclose(si->importance().at(name), expected, 1e-4, 1e-6)) << name;
+  }
+}
+
+TEST(MAS, ImportanceIsTheMeanGradientMagnitudeOfTheOutputNorm) {
+  auto b = synthetic_benchmark(2);
+  auto s = small_strategy(*b, 2, /*dropout=*/0.3);
+  auto mas = std::make_shared<MASPlugin>(MASPlugin::Options{1.0, 0.5, false});
+  s->add_plugin(mas);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  // Independently, on a copy of the model without dropout.
+  auto copy = s->model().clone_model();
+  copy->eval();
+  const Experience& e = b->train_stream()[0];
+  ParameterMap expected = parameter_zeros(*copy);
+  int64_t batches = 0;
+  for (int64_t pos = 0; pos < e.size(); pos += 16) {
+    Batch batch = e.get(at::arange(pos, std::min<int64_t>(pos + 16, e.size()), at::kLong));
+    copy->zero_grad();
+    copy->forward(batch.x).norm(2, 1).mean().backward();
+    for (const auto& p : copy->named_parameters()) expected[p.key()] += p.value().grad().abs();
+    ++batches;
+  }
+  for (const auto& [name, t] : expected) {
+    EXPECT_TRUE(at::allclose(mas->importance().at(name), t / double(batches), 1e-4, 1e-7)) << name;
+  }
+  // The next experience's importance is merged by the running average.
+  ParameterMap first;  // a copy: the running average updates in place
+  for (const auto& [name, t] : mas->importance()) first[name] = t.clone();
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  const ParameterMap now = MASPlugin::importance_on(*s, b->train_stream()[1]);
+  for (const auto& [name, t] : first) {
+    const at::Tensor merged = overlap(mas->importance().at(name), t);
+    EXPECT_TRUE(at::allclose(merged, 0.5 * t + 0.5 * overlap(now.at(name), t), 1e-4, 1e-7)) << name;
+  }
+  // And the penalty is λ Σ Ω (θ − θ*)² against the weights after experience 1.
+  double manual = 0;
+  for (const auto& p : s->model().named_parameters()) {
+    manual += (mas->importance().at(p.key()) * (p.value() - mas->reference().at(p.key())).pow(2)).sum().item<double>();
+  }
+  EXPECT_NEAR(quadratic_penalty(s->model(), mas->importance(), mas->reference()).item<double>(), manual, 1e-6);
+  EXPECT_EQ(manual, 0.0);  // right after the experience θ = θ*
+}
+
+TEST(LFL, LossIsTheFeatureDistanceToThePreviousModelAndTheHeadStaysFrozen) {
+  auto b = synthetic_benchmark(3);
+  auto s = small_strategy(*b, 3);
+  auto lfl = std::make_shared<LFLPlugin>(LFLPlugin::Options{2.0, true});
+  s->add_plugin(lfl);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_TRUE(lfl->previous_model());
+  ParameterMap head_at_start;
+  class HeadProbe : public Plugin {
+   public:
+    explicit HeadProbe(ParameterMap& m) : m_(m) {}
+    std::string name() const override { return "head_probe"; }
+    bool part_of_state() const override { return false; }
+    void before_training_exp(Strategy& s) override {
+      for (const auto& p : s.model().named_parameters()) {
+        if (p.key().rfind("classifier.", 0) == 0) m_[p.key()] = p.value().detach().clone();
+      }
+    }
+    ParameterMap& m_;
+  };
+  s->add_plugin(std::make_shared<HeadProbe>(head_at_start));
+  const ParameterMap features_before = parameter_values(s->model());
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  ASSERT_FALSE(head_at_start.empty());
+  for (const auto& p : s->model().named_parameters()) {
+    if (head_at_start.count(p.key())) {
+      EXPECT_TRUE(at::equal(p.value(), head_at_start.at(p.key()))) << p.key() << " moved";
+    } else {
+      EXPECT_FALSE(at::equal(p.value(), features_before.at(p.key()))) << p.key() << " did not train";
+    }
+  }
+  // The loss term, computed by hand.
+  Batch batch = b->train_stream()[1].get(at::arange(0, 8, at::kLong));
+  at::Tensor h = s->model().features(batch.x), h_old = lfl->previous_model()->features(batch.x);
+  EXPECT_NEAR(lfl->feature_loss(h, batch.x).item<double>(), 2.0 * (h - h_old).pow(2).mean().item<double>(), 1e-6);
+}
+
+// The minimiser of ½uᵀPu + cᵀu over u >= 0 by trying every active set: the
+// KKT point (u_F = −P_FF⁻¹c_F > 0, gradient >= 0 elsewhere).
+std::vector<double> brute_force_qp(const std::vector<double>& P, const std::vector<double>& c) {
+  const size_t n = c.size();
+  std::vector<double> best;
+  double best_f = 1e300;
+  for (size_t mask = 0; mask < (size_t(1) << n); ++mask) {
+    std::vector<size_t> idx;
+    for (size_t i = 0; i < n; ++i) {
+      if (mask & (size_t(1) << i)) idx.push_back(i);
+    }
+    std::vector<double> A(idx.size() * idx.size()), rhs(idx.size());
+    for (size_t a = 0; a < idx.size(); ++a) {
+      rhs[a] = -c[idx[a]];
+      for (size_t d = 0; d < idx.size(); ++d) A[a * idx.size() + d] = P[idx[a] * n + idx[d]];
+    }
+    std::vector<double> z = idx.empty() ? std::vector<double>() : solve_spd(A, rhs);
+    std::vector<double> u(n, 0.0);
+    bool ok = true;
+    for (size_t a = 0; a < idx.size(); ++a) {
+      u[idx[a]] = z[a];
+      ok = ok && z[a] >= -1e-12;
+    }
+    if (!ok) continue;
+    const double f = qp_objective(P, c, u);
+    if (f < best_f) best_f = f, best = u;
+  }
+  return best;
+}
+
+TEST(GEM, TheQuadraticProgramSolverMatchesABruteForceOverActiveSets) {
+  std::mt19937 rng(7);
+  std::normal_distribution<double> nd;
+  for (int trial = 0; trial < 300; ++trial) {
+    const size_t n = 1 + trial % 6;
+    // P = AᵀA + εI, positive definite; c anything.
+    std::vector<double> A(n * (n + 2)), P(n * n), c(n);
+    for (double& v : A) v = nd(rng);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) {
+        double d = 0;
+        for (size_t k = 0; k < n + 2; ++k) d += A[k * n + i] * A[k * n + j];
+        P[i * n + j] = d + (i == j ? 1e-3 : 0);
+      }
+      c[i] = nd(rng) * 3;
+    }
+    const std::vector<double> u = solve_nonnegative_qp(P, c);
+    const std::vector<double> ref = brute_force_qp(P, c);
+    ASSERT_EQ(u.size(), n);
+    for (size_t i = 0; i < n; ++i) {
+      EXPECT_GE(u[i], 0.0);
+      EXPECT_NEAR(u[i], ref[i], 1e-7 * (1 + std::fabs(ref[i]))) << "trial " << trial << " variable " << i;
+    }
+  }
+}
+
+TEST(GEM, ProjectedGradientIsTheClosestOneThatIncreasesNoPastLoss) {
+  torch::manual_seed(5);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int64_t k = 1 + trial % 4, p = 30;
+    at::Tensor G = torch::randn({k, p}, torch::kDouble);
+    at::Tensor g = -G.sum(0) * 0.3 + torch::randn({p}, torch::kDouble);
+    at::Tensor proj = gem_project(G, g, /*margin=*/0.0, /*eps=*/0.0);
+    // Feasible: no past experience's gradient has a negative dot product.
+    EXPECT_GE(G.mv(proj).min().item<double>(), -1e-8);
+    // Closest: brute force over the constraints held with equality, each
+    // the projection of g onto {x : G_A x = 0}; the nearest feasible one.
+    double best = 1e300;
+    at::Tensor arg;
+    for (int64_t mask = 0; mask < (int64_t(1) << k); ++mask) {
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < k; ++i) {
+        if (mask & (int64_t(1) << i)) rows.push_back(i);
+      }
+      at::Tensor x = g.clone();
+      if (!rows.empty()) {
+        at::Tensor GA = G.index_select(0, at::tensor(rows, at::kLong));
+        x = g - GA.t().mv(at::linalg_solve(GA.mm(GA.t()), GA.mv(g)));
+      }
+      if (G.mv(x).min().item<double>() < -1e-9) continue;
+      const double d = (x - g).pow(2).sum().item<double>();
+      if (d < best) best = d, arg = x;
+    }
+    ASSERT_TRUE(arg.defined());
+    EXPECT_TRUE(at::allclose(proj, arg, 1e-6, 1e-8)) << "trial " << trial;
+    EXPECT_NEAR((proj - g).pow(2).sum().item<double>(), best, 1e-6 * (1 + best));
+  }
+  // With the margin γ the dual variables are at least γ: g̃ − g = Gᵀv, v >= γ.
+  at::Tensor G = torch::randn({3, 10}, torch::kDouble), g = -G.sum(0);
+  at::Tensor proj = gem_project(G, g, 0.5, 1e-3);
+  at::Tensor v = std::get<0>(at::linalg_lstsq(G.t(), (proj - g).unsqueeze(1))).squeeze(1);
+  EXPECT_GE(v.min().item<double>(), 0.5 - 1e-6);
+}
+
+TEST(GEM, TrainingProjectsWithOneMemoryPerPastExperience) {
+  auto b = synthetic_benchmark(4);
+  auto s = small_strategy(*b, 4);
+  auto before = std::make_shared<StepProbe>();  // the gradient before GEM
+  s->add_plugin(before);
+  auto gem = std::make_shared<GEMPlugin>(GEMPlugin::Options{50, 0.5, 4});
+  s->add_plugin(gem);
+  auto final_grad = std::make_shared<FinalGradProbe>();  // the one the step uses
+  s->add_plugin(final_grad);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  EXPECT_EQ(gem->projections(), 0);
+  EXPECT_EQ(gem->memory().size(), 10);  // 50 / 5 experiences
+  // Every step of experience 1 uses gem_project(G, g) whenever g conflicts
+  // with the memory gradient of experience 0, computed here at the same point.
+  class Check : public Plugin {
+   public:
+    Check(GEMPlugin& gem, StepProbe& before, FinalGradProbe& fg) : gem_(gem), before_(before), fg_(fg) {}
+    std::string name() const override { return "check"; }
+    bool part_of_state() const override { return false; }
+    void after_backward(Strategy& s) override {
+      const at::Tensor saved = flat_gradient(s.model());
+      const at::Tensor G = memory_gradients(s, {gem_.memory().get(at::arange(gem_.memory().size(), at::kLong))});
+      set_flat_gradient(s.model(), saved);
+      std::vector<at::Tensor> parts;
+      for (const auto& p : s.model().named_parameters()) parts.push_back(before_.grad.at(p.key()).flatten());
+      const at::Tensor g = at::cat(parts);
+      const bool conflict = G.mv(g).lt(0).any().item<bool>();
+      conflicts += conflict;
+      const at::Tensor expected = conflict ? gem_project(G, g, 0.5) : g;
+      max_diff = std::max(max_diff, (expected - fg_.last).abs().max().item<double>());
+      // Projected: no longer against the past experience's gradient
+      // (up to GEM's ε = 1e-3 regularisation of the dual).
+      if (conflict) min_cos = std::min(min_cos, torch::cosine_similarity(G[0], fg_.last, 0).item<double>());
+    }
+    GEMPlugin& gem_;
+    StepProbe& before_;
+    FinalGradProbe& fg_;
+    double max_diff = 0, min_cos = 1;
+    int64_t conflicts = 0;
+  };
+  auto check = std::make_shared<Check>(*gem, *before, *final_grad);
+  s->add_plugin(check);
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_GT(check->conflicts, 0);
+  EXPECT_EQ(gem->projections(), check->conflicts);
+  EXPECT_LT(check->max_diff, 1e-5);
+  EXPECT_GT(check->min_cos, -0.5);
+  EXPECT_EQ(gem->memory().size(), 20);
+  EXPECT_EQ(gem->memory().slots_by_experience().at(1).size(0), 10);
+}
+
+TEST(AGEM, ProjectedGradientDoesNotIncreaseTheReferenceLoss) {
+  torch::manual_seed(6);
+  for (int trial = 0; trial < 20; ++trial) {
+    at::Tensor ref = torch::randn({40}), g = torch::randn({40});
+    at::Tensor proj = agem_project(g, ref);
+    if (g.dot(ref).item<double>() >= 0) {
+      EXPECT_TRUE(at::equal(proj, g));
+    } else {
+      EXPECT_NEAR(proj.dot(ref).item<double>(), 0.0, 1e-4);
+      // The change is along g_ref only: the closest vector on that side.
+      at::Tensor d = proj - g;
+      EXPECT_NEAR(std::fabs(torch::cosine_similarity(d, ref, 0).item<double>()), 1.0, 1e-5);
+    }
+  }
+  auto b = synthetic_benchmark(5);
+  auto s = small_strategy(*b, 5);
+  auto agem = std::make_shared<AGEMPlugin>(AGEMPlugin::Options{50, 8, 5});
+  s->add_plugin(agem);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  EXPECT_EQ(agem->memory().size(), 10);
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_GT(agem->projections(), 0);
+}
+
+TEST(GDumb, RetrainsFromTheInitialWeightsOnAClassBalancedMemoryOnly) {
+  auto b = synthetic_benchmark(6);
+  auto s = small_strategy(*b, 6, 0.0, 8);
+  const ParameterMap initial = parameter_values(s->model());
+  auto gdumb = std::make_shared<GDumbPlugin>(GDumbPlugin::Options{20, 6});
+  s->add_plugin(gdumb);
+  class Probe : public Plugin {
+   public:
+    std::string name() const override { return "probe"; }
+    bool part_of_state() const override { return false; }
+    void before_training_exp(Strategy& s) override {
+      first = true;
+      iterations = 0;
+      labels.clear();
+    }
+    void before_training_iteration(Strategy& s) override {
+      if (first) at_first_step = parameter_values(s.model());
+      first = false;
+      ++iterations;
+      for (int64_t i = 0; i < s.mb.y.size(0); ++i) labels.push_back(s.mb.y[i].item<int64_t>());
+    }
+    bool first = true;
+    int64_t iterations = 0;
+    ParameterMap at_first_step;
+    std::vector<int64_t> labels;
+  };
+  auto probe = std::make_shared<Probe>();
+  s->add_plugin(probe);
+  for (int64_t e = 0; e < 3; ++e) {
+    ASSERT_TRUE(s->train(b->train_stream()[size_t(e)]));
+    // The first step of every experience starts from the initial weights
+    // (the rows of a grown head: those first given to them).
+    for (const auto& [name, t] : initial) {
+      const at::Tensor now = probe->at_first_step.at(name);
+      EXPECT_TRUE(at::equal(now.narrow(0, 0, t.size(0)), t)) << name << " experience " << e;
+      EXPECT_TRUE(at::equal(gdumb->initial_weights().at(name).narrow(0, 0, t.size(0)), t)) << name;
+    }
+    // It trains on the memory alone: 20 samples, an equal share per class seen.
+    EXPECT_EQ(gdumb->memory().size(), 20);
+    EXPECT_EQ(int64_t(probe->labels.size()), 20);
+    EXPECT_EQ(probe->iterations, 3);  // ceil(20 / 8)
+    std::map<int64_t, int64_t> per_class;
+    for (int64_t y : probe->labels) ++per_class[y];
+    EXPECT_EQ(int64_t(per_class.size()), 2 * (e + 1));
+    for (const auto& [c, n] : per_class) EXPECT_LE(std::abs(n - 20 / (2 * (e + 1))), 1) << "class " << c;
+  }
+}
+
+TEST(DER, LossAddsTheDistanceBetweenCurrentAndStoredLogits) {
+  auto b = synthetic_benchmark(7);
+  for (double beta : {0.0, 0.5}) {
+    auto s = small_strategy(*b, 7);
+    auto der = std::make_shared<DERPlugin>(DERPlugin::Options{30, 6, 0.3, beta, 7});
+    s->add_plugin(der);
+    ASSERT_TRUE(s->train(b->train_stream()[0]));
+    ASSERT_TRUE(s->train(b->train_stream()[1]));
+    ASSERT_EQ(der->memory().size(), 30);
+    EXPECT_EQ(der->memory().seen(), b->train_stream()[0].size() + b->train_stream()[1].size());
+    // A batch as the loop builds it: new rows, then memory batch A (and B).
+    MiniBatch mb = MiniBatch::from(b->train_stream()[1].get(at::arange(0, 10, at::kLong)));
+    der->adapt_batch(*s, mb);
+    ASSERT_EQ(mb.size(), beta > 0 ? 22 : 16);
+    s->mb = mb;
+    s->mb_output = s->model().forward(mb.x);
+    namespace F = torch::nn::functional;
+    const at::Tensor& out = s->mb_output;
+    const at::Tensor z = mb.payload.at("logits").narrow(0, 10, 6), m = mb.payload.at("logit_mask").narrow(0, 10, 6);
+    const int64_t w = std::min(out.size(1), z.size(1));
+    double expected = F::cross_entropy(out.narrow(0, 0, 10), mb.y.narrow(0, 0, 10)).item<double>() +
+                      0.3 * ((out.narrow(0, 10, 6).narrow(1, 0, w) - z.narrow(1, 0, w)).pow(2) * m.narrow(1, 0, w))
+                                .sum()
+                                .item<double>() /
+                          m.narrow(1, 0, w).sum().item<double>();
+    if (beta > 0) expected += beta * F::cross_entropy(out.narrow(0, 16, 6), mb.y.narrow(0, 16, 6)).item<double>();
+    EXPECT_NEAR(der->loss(*s).item<double>(), expected, 1e-5);
+    // The stored logits are the model's at insertion, not zeros.
+    EXPECT_GT(z.abs().sum().item<double>(), 0);
+    // Logits stored while the head had 2 outputs are compared on those only.
+    EXPECT_GT(m.sum().item<double>(), 0);
+    s->mb = MiniBatch();
+    s->mb_output = at::Tensor();
+  }
+}
+
+TEST(ERACE, NewSamplesCompeteOnlyWithTheClassesOfTheirBatch) {
+  at::Tensor logits = torch::randn({4, 6}, torch::requires_grad());
+  at::Tensor y = torch::tensor({1, 3, 1, 3}, torch::kLong);
+  at::Tensor masked = ERACEPlugin::masked_new_logits(logits, y);
+  torch::nn::functional::cross_entropy(masked, y).backward();
+  for (int64_t c = 0; c < 6; ++c) {
+    const double g = logits.grad().select(1, c).abs().sum().item<double>();
+    if (c == 1 || c == 3) {
+      EXPECT_GT(g, 0) << "class " << c;
+    } else {
+      EXPECT_EQ(g, 0) << "class " << c << " of no new sample still gets a gradient";
+    }
+  }
+  // In training: the memory is a reservoir over the stream, and the loss is
+  // the masked CE of the new rows plus the CE of the memory rows.
+  auto b = synthetic_benchmark(8);
+  auto s = small_strategy(*b, 8);
+  auto ace = std::make_shared<ERACEPlugin>(ERACEPlugin::Options{30, 8, 8});
+  s->add_plugin(ace);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_EQ(ace->memory().seen(), b->train_stream()[0].size() + b->train_stream()[1].size());
+  EXPECT_EQ(ace->memory().slots_by_experience().size(), 2u);
+  MiniBatch mb = MiniBatch::from(b->train_stream()[1].get(at::arange(0, 10, at::kLong)));
+  ace->adapt_batch(*s, mb);
+  s->mb = mb;
+  s->mb_output = s->model().forward(mb.x);
+  namespace F = torch::nn::functional;
+  const at::Tensor y_new = mb.y.narrow(0, 0, 10);
+  const double expected =
+      F::cross_entropy(ERACEPlugin::masked_new_logits(s->mb_output.narrow(0, 0, 10), y_new), y_new).item<double>() +
+      F::cross_entropy(s->mb_output.narrow(0, 10, 8), mb.y.narrow(0, 10, 8)).item<double>();
+  EXPECT_NEAR(ace->loss(*s).item<double>(), expected, 1e-5);
+  s->mb = MiniBatch();
+  s->mb_output = at::Tensor();
+}
+
+TEST(ICaRL, ExemplarsByHerdingAndNearestMeanClassification) {
+  auto b = synthetic_benchmark(9);
+  auto s = small_strategy(*b, 9);
+  auto icarl = std::make_shared<ICaRLPlugin>(ICaRLPlugin::Options{24, 9});
+  s->add_plugin(icarl);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  Model& model = s->model();
+  model.eval();
+  torch::NoGradGuard ng;
+  auto feats = [&](const at::Tensor& x) {
+    return torch::nn::functional::normalize(model.features(x), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  // The exemplars of a class of the last experience are the first picks of
+  // herding on the normalised features: each brings the mean closest.
+  const Experience& e1 = b->train_stream()[1];
+  const int64_t c = e1.classes()[0];
+  at::Tensor cand = e1.targets().eq(c).nonzero().flatten();
+  at::Tensor expected = std::get<0>(cand.index_select(0, herding_order(feats(e1.get(cand).x), 6)).sort());
+  at::Tensor slots = icarl->memory().slots_by_class().at(c);
+  EXPECT_EQ(slots.size(0), 6);  // 24 / 4 classes
+  EXPECT_TRUE(at::equal(std::get<0>(icarl->memory().positions().index_select(0, slots).sort()), expected));
+  // Class means: the normalised mean of each class's normalised exemplar features.
+  const MiniBatch ex = icarl->memory().get(slots);
+  at::Tensor mu = feats(ex.x).mean(0);
+  mu = mu / mu.norm();
+  const at::Tensor row = icarl->class_means()[icarl->mean_classes().eq(c).nonzero().item<int64_t>()];
+  EXPECT_TRUE(at::allclose(row, mu, 1e-5, 1e-6));
+  // Classification: the nearest mean answers.
+  Batch test = b->test_stream()[1].get(at::arange(0, 20, at::kLong));
+  at::Tensor scores = icarl->nme_scores(model, test.x, model.num_outputs());
+  at::Tensor f = feats(test.x);
+  for (int64_t i = 0; i < 20; ++i) {
+    at::Tensor d = (icarl->class_means() - f[i].unsqueeze(0)).norm(2, 1);
+    EXPECT_EQ(scores[i].argmax().item<int64_t>(), icarl->mean_classes()[d.argmin()].item<int64_t>());
+  }
+  model.train();
+}
+
+TEST(ICaRL, LossDistilsThePreviousModelsSigmoidsOnThePastClasses) {
+  auto b = synthetic_benchmark(10);
+  auto s = small_strategy(*b, 10);
+  auto icarl = std::make_shared<ICaRLPlugin>(ICaRLPlugin::Options{24, 10});
+  s->add_plugin(icarl);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  // The previous model is the model as experience 0 left it.
+  auto previous = s->model().clone_model();
+  previous->eval();
+  // A batch of experience 1 as its training sees it (the head grown).
+  s->model().adapt(b->train_stream()[1].classes());
+  s->mb = MiniBatch::from(b->train_stream()[1].get(at::arange(0, 12, at::kLong)));
+  s->mb_output = s->model().forward(s->mb.x);
+  // Targets: one-hot, the classes of experience 0 replaced by the previous
+  // model's sigmoid outputs.
+  at::Tensor target = torch::nn::functional::one_hot(s->mb.y, s->mb_output.size(1)).to(torch::kFloat);
+  at::Tensor old = torch::sigmoid(previous->forward(s->mb.x)).detach();
+  for (int64_t c : b->train_stream()[0].classes()) target.select(1, c).copy_(old.select(1, c));
+  const double expected =
+      torch::nn::functional::binary_cross_entropy_with_logits(s->mb_output, target).item<double>();
+  EXPECT_NEAR(icarl->loss(*s).item<double>(), expected, 1e-6);
+  // Without distillation it would be the one-hot loss, which differs.
+  const at::Tensor onehot = torch::nn::functional::one_hot(s->mb.y, s->mb_output.size(1)).to(torch::kFloat);
+  EXPECT_GT(std::fabs(torch::nn::functional::binary_cross_entropy_with_logits(s->mb_output, onehot).item<double>() -
+                      expected),
+            1e-4);
+  s->mb = MiniBatch();
+  s->mb_output = at::Tensor();
+}
+
+}  // namespace
+}  // namespace continua
