@@ -559,5 +559,103 @@ TEST(ICaRL, LossDistilsThePreviousModelsSigmoidsOnThePastClasses) {
   s->mb_output = at::Tensor();
 }
 
+
+TEST(RWalk, ImportanceIsTheNormalisedFisherPlusThePathScores) {
+  auto b = synthetic_benchmark(11);
+  auto s = small_strategy(*b, 11);
+  // Independently: the EWC++ Fisher and the windowed path scores from the
+  // steps a probe records before RWalk sees them.
+  class Reference : public StepProbe {
+   public:
+    void before_training_exp(Strategy& st) override {
+      StepProbe::before_training_exp(st);
+      if (fisher.empty()) fisher = parameter_zeros(st.model());
+      scores = parameter_zeros(st.model());
+      window = parameter_zeros(st.model());
+      window_start = parameter_values(st.model());
+      steps = 0;
+    }
+    void after_backward(Strategy& st) override {
+      StepProbe::after_backward(st);
+      for (auto& [name, f] : fisher) f = 0.9 * grad.at(name).pow(2) + 0.1 * f;
+    }
+    void after_update(Strategy& st) override {
+      for (const auto& p : st.model().named_parameters()) {
+        window[p.key()] = window[p.key()] - grad[p.key()] * (p.value().detach() - before[p.key()]);
+      }
+      if (++steps < 4) return;
+      for (const auto& p : st.model().named_parameters()) {
+        const at::Tensor d = p.value().detach() - window_start.at(p.key());
+        scores[p.key()] = scores[p.key()] + window[p.key()] / (0.5 * fisher[p.key()] * d.pow(2) + 1.1920928955078125e-07);
+        window[p.key()] = at::zeros_like(window[p.key()]);
+      }
+      window_start = parameter_values(st.model());
+      steps = 0;
+    }
+    ParameterMap fisher, scores, window, window_start;
+    int steps = 0;
+  };
+  auto ref = std::make_shared<Reference>();
+  s->add_plugin(ref);
+  auto rwalk = std::make_shared<RWalkPlugin>(RWalkPlugin::Options{0.1, 0.9, 4});
+  s->add_plugin(rwalk);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  double fmax = 0, smax = 0;
+  for (const auto& [name, f] : ref->fisher) {
+    fmax = std::max(fmax, f.max().item<double>());
+    smax = std::max(smax, ref->scores.at(name).max().item<double>());
+  }
+  ASSERT_GT(fmax, 0);
+  ASSERT_GT(smax, 0);
+  for (const auto& [name, f] : ref->fisher) {
+    EXPECT_TRUE(at::allclose(rwalk->fisher().at(name), f, 1e-4, 1e-9)) << name;
+    const at::Tensor expected = f / fmax + ref->scores.at(name).clamp_min(0) / smax;
+    EXPECT_TRUE(at::allclose(rwalk->importance().at(name), expected, 1e-3, 1e-6)) << name;
+  }
+  // The reference is the weights after the experience; the next one's
+  // penalty grows from 0 as the weights leave it.
+  EXPECT_EQ(quadratic_penalty(s->model(), rwalk->importance(), rwalk->reference()).item<double>(), 0.0);
+  const ParameterMap imp0 = rwalk->importance(), ref0 = rwalk->reference();
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_GT(quadratic_penalty(s->model(), imp0, ref0).item<double>(), 0.0);
+}
+
+TEST(MIR, ReplaysTheCandidatesAVirtualStepWouldHurtMost) {
+  auto b = synthetic_benchmark(12);
+  auto s = small_strategy(*b, 12);
+  auto mir = std::make_shared<MIRPlugin>(MIRPlugin::Options{40, 5, 20, 12});
+  s->add_plugin(mir);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_EQ(mir->memory().size(), 40);
+  s->model().adapt(b->train_stream()[1].classes());
+  {
+    // Smaller logits: the memory's losses are not all 0 in float, so a
+    // step can raise them.
+    torch::NoGradGuard ng;
+    for (auto& p : s->model().parameters()) p.mul_(0.1);
+  }
+  MiniBatch mb = MiniBatch::from(b->train_stream()[1].get(at::arange(0, 16, at::kLong)));
+  mir->adapt_batch(*s, mb);
+  ASSERT_EQ(mb.size(), 21);
+  // Independently: the virtual SGD step on the new rows, on a copy.
+  auto copy = s->model().clone_model();
+  copy->train();
+  torch::nn::functional::cross_entropy(copy->forward(mb.x.narrow(0, 0, 16)), mb.y.narrow(0, 0, 16)).backward();
+  const MiniBatch cand = mir->memory().get(mir->last_candidates());
+  copy->eval();
+  torch::NoGradGuard ng;
+  const auto none = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone);
+  at::Tensor before = torch::nn::functional::cross_entropy(copy->forward(cand.x), cand.y, none);
+  for (auto& p : copy->parameters()) p.sub_(p.grad() * 0.05);
+  at::Tensor after = torch::nn::functional::cross_entropy(copy->forward(cand.x), cand.y, none);
+  const at::Tensor scores = after - before;
+  EXPECT_TRUE(at::allclose(mir->last_scores(), scores, 1e-4, 1e-6));
+  EXPECT_GT(scores.abs().max().item<double>(), 0);
+  // The replayed rows are the 5 highest.
+  const at::Tensor top = mir->last_candidates().index_select(0, std::get<1>(scores.topk(5)));
+  EXPECT_TRUE(at::equal(std::get<0>(top.sort()), std::get<0>(mir->last_chosen().sort())));
+  EXPECT_TRUE(at::equal(std::get<0>(mb.memory_slot.narrow(0, 16, 5).sort()), std::get<0>(top.sort())));
+}
+
 }  // namespace
 }  // namespace continua

@@ -14,5 +14,7 @@
 #include "continua/training/plugins/lfl.h"
 #include "continua/training/plugins/lwf.h"
 #include "continua/training/plugins/mas.h"
+#include "continua/training/plugins/mir.h"
 #include "continua/training/plugins/replay.h"
+#include "continua/training/plugins/rwalk.h"
 #include "continua/training/plugins/si.h"
