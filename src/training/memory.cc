@@ -118,9 +118,14 @@ void Memory::select(const std::vector<at::Tensor>& groups, const std::vector<int
   take(keep.empty() ? at::empty({0}, at::kLong) : at::cat(keep));
 }
 
-void Memory::update(const Experience& exp, const FeatureFunction& features) {
+void Memory::update(const Experience& exp, const FeatureFunction& features, const at::Tensor& candidates) {
   bind(exp);
-  const int64_t n = exp.size();
+  const at::Tensor pos = candidates.defined() ? candidates.to(at::kCPU, at::kLong) : at::arange(exp.size(), at::kLong);
+  if (pos.numel() > 0 && (pos.min().item<int64_t>() < 0 || pos.max().item<int64_t>() >= exp.size())) {
+    throw InvalidArgument("memory: a candidate position is outside experience " + std::to_string(exp.index()));
+  }
+  const int64_t n = pos.size(0);
+  const at::Tensor cand_labels = exp.targets().index_select(0, pos).to(at::kLong);
   at::Tensor pr;
   if (options_.selection_ == "herding") {
     if (!features) throw InvalidArgument("memory: herding selection needs a feature function");
@@ -129,7 +134,7 @@ void Memory::update(const Experience& exp, const FeatureFunction& features) {
     pr = at::zeros({n}, at::kFloat);
     std::map<int64_t, at::Tensor> groups;
     if (options_.policy_ == "class-balanced") {
-      groups = slots_by(exp.targets());
+      groups = slots_by(cand_labels);
     } else {
       groups[0] = at::arange(n, at::kLong);
     }
@@ -138,7 +143,8 @@ void Memory::update(const Experience& exp, const FeatureFunction& features) {
       {
         std::vector<at::Tensor> parts;
         for (int64_t b = 0; b < cand.size(0); b += 1024) {
-          parts.push_back(features(exp.get(cand.narrow(0, b, std::min<int64_t>(1024, cand.size(0) - b)))).to(at::kCPU));
+          const at::Tensor chunk = cand.narrow(0, b, std::min<int64_t>(1024, cand.size(0) - b));
+          parts.push_back(features(exp.get(pos.index_select(0, chunk))).to(at::kCPU));
         }
         f = at::cat(parts);
       }
@@ -164,8 +170,8 @@ void Memory::update(const Experience& exp, const FeatureFunction& features) {
     pr = at::rand({n}, generator_, at::kFloat);
   }
   experiences_ = at::cat({experiences_, at::full({n}, exp.index(), at::kLong)});
-  positions_ = at::cat({positions_, at::arange(n, at::kLong)});
-  labels_ = at::cat({labels_, exp.targets().to(at::kLong)});
+  positions_ = at::cat({positions_, pos});
+  labels_ = at::cat({labels_, cand_labels});
   priorities_ = at::cat({priorities_, pr});
   for (auto& [name, t] : payload_) {
     auto shape = t.sizes().vec();
@@ -263,6 +269,16 @@ at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
   }
   seen_ = n_seen;
   return where;
+}
+
+void observe_new_rows(Memory& memory, const Strategy& s, int64_t rows,
+                      const std::map<std::string, at::Tensor>& payload) {
+  const at::Tensor pos = s.mb_positions.narrow(0, 0, rows).to(at::kCPU);
+  const at::Tensor keep = pos.ge(0).nonzero().flatten();
+  if (keep.numel() == 0) return;
+  std::map<std::string, at::Tensor> kept;
+  for (const auto& [name, t] : payload) kept[name] = t.index_select(0, keep.to(t.device()));
+  memory.observe(*s.experience(), pos.index_select(0, keep), kept);
 }
 
 at::Tensor Memory::sample(int64_t n) {

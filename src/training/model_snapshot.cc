@@ -65,4 +65,20 @@ void ModelSnapshot::stage_load(const StateReader& mr, LoadTransaction& tx) {
   });
 }
 
+void ModelSnapshot::save_as_previous(StateWriter& w) const {
+  w.write("has_previous", bool(model_));
+  if (model_) {
+    StateWriter mw = w.child("previous_model");
+    save_state(mw);
+  }
+}
+
+void ModelSnapshot::stage_load_as_previous(const StateReader& r, LoadTransaction& tx) {
+  if (!r.get<bool>("has_previous")) {
+    tx.then([this] { model_.reset(); });
+    return;
+  }
+  stage_load(r.child("previous_model"), tx);
+}
+
 }  // namespace continua

@@ -40,6 +40,20 @@ at::Tensor quadratic_penalty(Model& model, const ParameterMap& weights, const Pa
   return penalty;
 }
 
+void add_quadratic_penalty_gradient(Model& model, const ParameterMap& weights, const ParameterMap& reference,
+                                    double lambda) {
+  if (lambda == 0) return;
+  torch::NoGradGuard ng;
+  for (const auto& p : model.named_parameters()) {
+    auto w = weights.find(p.key());
+    auto r = reference.find(p.key());
+    if (w == weights.end() || r == reference.end() || !p.value().grad().defined()) continue;
+    const at::Tensor& ref = r->second;
+    overlap(p.value().mutable_grad(), ref)
+        .add_(2.0 * lambda * overlap(w->second, ref) * (overlap(p.value(), ref) - ref));
+  }
+}
+
 void fit_to(ParameterMap& map, Model& model) {
   torch::NoGradGuard ng;
   for (const auto& p : model.named_parameters()) {

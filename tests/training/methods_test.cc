@@ -657,5 +657,244 @@ TEST(MIR, ReplaysTheCandidatesAVirtualStepWouldHurtMost) {
   EXPECT_TRUE(at::equal(std::get<0>(mb.memory_slot.narrow(0, 16, 5).sort()), std::get<0>(top.sort())));
 }
 
+// The PPP loss written out sample by sample, in double.
+double ppp_by_hand(const at::Tensor& xf, const at::Tensor& yt, const at::Tensor& pf, const at::Tensor& ct, double T) {
+  const at::Tensor x = xf.to(torch::kDouble), p = pf.to(torch::kDouble);
+  const int64_t B = x.size(0), C = p.size(0);
+  auto e = [&](const at::Tensor& a, const at::Tensor& b) { return std::exp(a.dot(b).item<double>() / T); };
+  double total = 0;
+  for (int64_t ci = 0; ci < C; ++ci) {
+    const int64_t c = ct[ci].item<int64_t>();
+    std::vector<int64_t> in, out;
+    for (int64_t i = 0; i < B; ++i) (yt[i].item<int64_t>() == c ? in : out).push_back(i);
+    if (in.empty()) continue;
+    auto others = [&](const at::Tensor& v) {
+      double d = 0;
+      for (int64_t k = 0; k < C; ++k) {
+        if (k != ci) d += e(p[k], v);
+      }
+      return d;
+    };
+    for (int64_t i : in) {  // attractor
+      const double den = others(x[i]);
+      double sum = 0;
+      for (int64_t j : in) {
+        if (j != i) sum += e(x[j], x[i]) / (e(x[j], x[i]) + den);
+      }
+      sum += e(p[ci], x[i]) / (e(p[ci], x[i]) + den);
+      total -= std::log(sum / double(in.size()));
+    }
+    for (int64_t l : out) {  // repellor
+      const double den = others(x[l]);
+      const double qp = e(p[ci], x[l]) / (e(p[ci], x[l]) + den);
+      for (int64_t j : in) {
+        const double q = e(x[j], x[l]) / (e(x[j], x[l]) + den);
+        total -= std::log(1 - (q + qp) / 2);
+      }
+    }
+  }
+  return total / double(B);
+}
+
+TEST(CoPE, PrototypesFollowTheEmbeddingsAndThePPPLossIsThePapers) {
+  torch::manual_seed(13);
+  at::Tensor x = torch::nn::functional::normalize(torch::randn({9, 5}),
+                                                  torch::nn::functional::NormalizeFuncOptions().dim(1));
+  at::Tensor y = torch::tensor({0, 2, 2, 5, 0, 2, 5, 5, 0}, torch::kLong);
+  at::Tensor protos = torch::nn::functional::normalize(torch::randn({4, 5}),
+                                                       torch::nn::functional::NormalizeFuncOptions().dim(1));
+  at::Tensor classes = torch::tensor({0, 2, 5, 7}, torch::kLong);
+  EXPECT_NEAR(ppp_loss(x, y, protos, classes, 0.1).item<double>(), ppp_by_hand(x, y, protos, classes, 0.1), 1e-4);
+  EXPECT_NEAR(ppp_loss(x, y, protos, classes, 0.5).item<double>(), ppp_by_hand(x, y, protos, classes, 0.5), 1e-5);
+
+  auto b = synthetic_benchmark(13);
+  auto s = small_strategy(*b, 13);
+  class Probe : public Plugin {
+   public:
+    std::string name() const override { return "probe"; }
+    bool part_of_state() const override { return false; }
+    void after_training_iteration(Strategy& st) override {
+      emb = torch::nn::functional::normalize(st.mb_features.detach(), torch::nn::functional::NormalizeFuncOptions().dim(1));
+      labels = st.mb.y.clone();
+    }
+    at::Tensor emb, labels;
+  };
+  auto probe = std::make_shared<Probe>();
+  s->add_plugin(probe);
+  auto cope = std::make_shared<CoPEPlugin>(CoPEPlugin::Options{20, 8, 0.9, 0.1, 13});
+  s->add_plugin(cope);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_EQ(cope->classes().size(0), 2);
+  // One iteration of experience 1: new classes get prototypes; each class
+  // of the batch moves its prototype by the momentum rule.
+  s->set_iteration_callback([](Strategy& st) { st.request_stop(); });
+  at::Tensor before = cope->prototypes().clone();
+  ASSERT_FALSE(s->train(b->train_stream()[1]));
+  ASSERT_EQ(cope->classes().size(0), 4);
+  for (int64_t i = 0; i < 4; ++i) {
+    const at::Tensor rows = probe->labels.eq(cope->classes()[i]).nonzero().flatten();
+    if (i < 2 && rows.numel() == 0) {
+      EXPECT_TRUE(at::equal(cope->prototypes()[i], before[i]));
+      continue;
+    }
+    if (i >= 2) continue;  // drawn this experience: their old value is not in `before`
+    at::Tensor p = 0.9 * before[i] + 0.1 * probe->emb.index_select(0, rows).mean(0);
+    EXPECT_TRUE(at::allclose(cope->prototypes()[i], p / p.norm(), 1e-5, 1e-6)) << "class " << i;
+  }
+  // The memory batch is in the iteration: both old classes' rows appear.
+  EXPECT_GT(probe->labels.size(0), 8);
+  // Prediction is the nearest prototype.
+  s->set_iteration_callback(nullptr);
+  s->clear_stop();
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  Model& model = s->model();
+  model.eval();
+  torch::NoGradGuard ng;
+  Batch test = b->test_stream()[0].get(at::arange(0, 10, at::kLong));
+  s->mb = MiniBatch::from(test);
+  s->mb_features = model.features(test.x);
+  s->mb_output = model.head(s->mb_features);
+  cope->after_eval_forward(*s);
+  const at::Tensor f = torch::nn::functional::normalize(s->mb_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  for (int64_t i = 0; i < 10; ++i) {
+    const int64_t best = cope->classes()[f[i].unsqueeze(0).mm(cope->prototypes().t()).argmax().item<int64_t>()].item<int64_t>();
+    EXPECT_EQ(s->mb_output[i].argmax().item<int64_t>(), best);
+  }
+  s->mb = MiniBatch();
+  s->mb_features = s->mb_output = at::Tensor();
+  model.train();
+}
+
+TEST(BiC, TheBiasLayerIsFittedOnTheValidationMemoryOnly) {
+  auto b = synthetic_benchmark(14);
+  auto s = small_strategy(*b, 14);
+  class Probe : public Plugin {
+   public:
+    std::string name() const override { return "probe"; }
+    bool part_of_state() const override { return false; }
+    void before_training_iteration(Strategy& st) override {
+      for (int64_t i = 0; i < st.mb_positions.size(0); ++i) {
+        const int64_t p = st.mb_positions[i].item<int64_t>();
+        if (p >= 0) trained[st.experience()->index()].insert(p);
+      }
+    }
+    std::map<int64_t, std::set<int64_t>> trained;
+  };
+  auto probe = std::make_shared<Probe>();
+  s->add_plugin(probe);
+  auto bic = std::make_shared<BiCPlugin>(BiCPlugin::Options{40, 0.25, 2.0, 2000, 0.1, 14});
+  s->add_plugin(bic);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  EXPECT_TRUE(bic->bias_layers().empty());  // nothing to correct after the first experience
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  ASSERT_EQ(bic->bias_layers().size(), 1u);
+  const auto& layer = bic->bias_layers()[0];
+  EXPECT_EQ(layer.classes, b->train_stream()[1].classes());
+  EXPECT_EQ(bic->validation_memory().size(), 10);
+  EXPECT_EQ(bic->train_memory().size(), 30);
+  // No validation sample was trained on, nor kept in the training memory.
+  const Memory& val = bic->validation_memory();
+  for (int64_t i = 0; i < val.size(); ++i) {
+    const int64_t e = val.experiences()[i].item<int64_t>(), p = val.positions()[i].item<int64_t>();
+    EXPECT_FALSE(probe->trained[e].count(p)) << "validation sample " << e << ":" << p << " was trained on";
+    const Memory& tm = bic->train_memory();
+    EXPECT_FALSE(tm.experiences().eq(e).logical_and(tm.positions().eq(p)).any().item<bool>());
+  }
+  // (α, β) minimise the validation loss of the corrected logits (the
+  // gradient vanishes there) and not the training memory's.
+  Model& model = s->model();
+  model.eval();
+  auto grad_at = [&](const MiniBatch& m) {
+    at::Tensor logits = model.forward(m.x).detach();
+    at::Tensor ab = torch::tensor({layer.alpha, layer.beta}, torch::requires_grad());
+    at::Tensor mask = at::zeros({logits.size(1)});
+    for (int64_t c : layer.classes) mask[c] = 1.0;
+    at::Tensor q = logits * (1 - mask) + (logits * ab[0].to(torch::kFloat) + ab[1].to(torch::kFloat)) * mask;
+    torch::nn::functional::cross_entropy(q, m.y).backward();
+    return ab.grad().abs().max().item<double>();
+  };
+  const double on_val = grad_at(val.get(at::arange(val.size(), at::kLong)));
+  const double on_train = grad_at(bic->train_memory().get(at::arange(bic->train_memory().size(), at::kLong)));
+  EXPECT_LT(on_val, 1e-3);
+  EXPECT_GT(on_train, 10 * on_val) << "the layer fits the training memory as well as the validation memory";
+  EXPECT_TRUE(layer.alpha != 1.0 || layer.beta != 0.0);
+  // Evaluation scores are the corrected logits.
+  torch::NoGradGuard ng;
+  Batch test = b->test_stream()[1].get(at::arange(0, 6, at::kLong));
+  s->mb = MiniBatch::from(test);
+  s->mb_output = model.forward(test.x);
+  const at::Tensor raw = s->mb_output.clone();
+  bic->after_eval_forward(*s);
+  EXPECT_TRUE(at::allclose(s->mb_output, BiCPlugin::corrected(raw, {bic->bias_layers().back()})));
+  for (int64_t c : layer.classes) {
+    EXPECT_TRUE(at::allclose(s->mb_output.select(1, c), raw.select(1, c) * layer.alpha + layer.beta, 1e-5, 1e-6));
+  }
+  s->mb = MiniBatch();
+  s->mb_output = at::Tensor();
+  model.train();
+}
+
+TEST(ERAML, NewSamplesAreTrainedByTheContrastiveLossAgainstMemoryPositivesAndNegatives) {
+  // The supervised contrastive loss, sample by sample.
+  torch::manual_seed(15);
+  const auto unit = torch::nn::functional::NormalizeFuncOptions().dim(1);
+  at::Tensor a = torch::nn::functional::normalize(torch::randn({6, 4}), unit);
+  at::Tensor f = torch::nn::functional::normalize(torch::randn({6, 4}), unit);
+  at::Tensor ya = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kLong), yf = torch::tensor({0, 1, 2, 1, 2, 0}, torch::kLong);
+  double expected = 0;
+  for (int64_t i = 0; i < 6; ++i) {
+    double z = 0, sum = 0;
+    int64_t npos = 0;
+    for (int64_t j = 0; j < 6; ++j) z += std::exp(a[i].dot(f[j]).item<double>() / 0.1);
+    for (int64_t j = 0; j < 6; ++j) {
+      if (ya[i].item<int64_t>() != yf[j].item<int64_t>()) continue;
+      sum += a[i].dot(f[j]).item<double>() / 0.1 - std::log(z);
+      ++npos;
+    }
+    expected += -(0.1 / 0.07) * sum / double(npos) / 6.0;
+  }
+  EXPECT_NEAR(supcon_loss(a, f, ya, yf, 0.1, 0.07).item<double>(), expected, 1e-4);
+
+  auto b = synthetic_benchmark(15);
+  auto s = small_strategy(*b, 15);
+  auto aml = std::make_shared<ERAMLPlugin>(ERAMLPlugin::Options{30, 8, 0.1, 0.07, 15});
+  s->add_plugin(aml);
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  MiniBatch mb = MiniBatch::from(b->train_stream()[1].get(at::arange(0, 10, at::kLong)));
+  aml->adapt_batch(*s, mb);
+  const auto& L = aml->layout();
+  ASSERT_EQ(L.fresh, 10);
+  ASSERT_EQ(L.memory, 8);
+  ASSERT_TRUE(L.anchors.defined());
+  const int64_t na = L.anchors.size(0);
+  ASSERT_GT(na, 0);
+  ASSERT_EQ(mb.size(), 18 + 2 * na);
+  for (int64_t k = 0; k < na; ++k) {
+    const int64_t i = L.anchors[k].item<int64_t>();
+    EXPECT_EQ(mb.y[18 + k].item<int64_t>(), mb.y[i].item<int64_t>()) << "positive of anchor " << i;
+    EXPECT_NE(mb.y[18 + na + k].item<int64_t>(), mb.y[i].item<int64_t>()) << "negative of anchor " << i;
+    EXPECT_GE(mb.memory_slot[18 + k].item<int64_t>(), 0);
+  }
+  s->mb = mb;
+  s->mb_features = s->model().features(mb.x);
+  s->mb_output = s->model().head(s->mb_features);
+  const auto norm = [](const at::Tensor& h) { return h / (h.norm(2, 1, true) + 1e-5); };
+  const at::Tensor h_in = norm(s->mb_features.index_select(0, L.anchors));
+  const at::Tensor h_pn = norm(s->mb_features.narrow(0, 18, 2 * na));
+  const double want =
+      torch::nn::functional::cross_entropy(s->mb_output.narrow(0, 10, 8), mb.y.narrow(0, 10, 8)).item<double>() +
+      supcon_loss(h_in.repeat({2, 1}), h_pn, mb.y.index_select(0, L.anchors).repeat({2}), mb.y.narrow(0, 18, 2 * na),
+                  0.1, 0.07)
+          .item<double>();
+  EXPECT_NEAR(aml->loss(*s).item<double>(), want, 1e-5);
+  // The new rows get no cross-entropy: their logits have no gradient.
+  s->mb_output.retain_grad();
+  aml->loss(*s).backward();
+  EXPECT_EQ(s->mb_output.grad().narrow(0, 0, 10).abs().sum().item<double>(), 0.0);
+  s->mb = MiniBatch();
+  s->mb_features = s->mb_output = at::Tensor();
+}
+
 }  // namespace
 }  // namespace continua

@@ -47,6 +47,7 @@
 namespace continua {
 
 struct MiniBatch;
+class Strategy;
 
 struct MemoryOptions {
   MemoryOptions& size(int64_t v) { size_ = v; return *this; }
@@ -79,8 +80,10 @@ class Memory : public Stateful {
   const MemoryOptions& options() const { return options_; }
 
   // After an experience: the policy's shares, with the experience's samples
-  // as candidates. Herding selection needs `features`.
-  void update(const Experience& experience, const FeatureFunction& features = {});
+  // (or only those at `candidates`, positions in it) as candidates. Herding
+  // selection needs `features`.
+  void update(const Experience& experience, const FeatureFunction& features = {},
+              const at::Tensor& candidates = {});
   // Online reservoir sampling of these positions of the experience (one
   // training mini-batch), with their payload rows; returns, per position,
   // the slot it went to or -1.
@@ -129,6 +132,13 @@ class Memory : public Stateful {
   std::map<std::string, at::Tensor> payload_;
   int64_t seen_ = 0;
 };
+
+// Offers the training iteration's own rows (the first `rows` of s.mb, those
+// of s.experience(): s.mb_positions) to the memory's reservoir, with their
+// payload rows ([rows, ...] each): DER, ER-ACE, ER-AML and MIR fill their
+// memories this way after every iteration.
+void observe_new_rows(Memory& memory, const Strategy& s, int64_t rows,
+                      const std::map<std::string, at::Tensor>& payload = {});
 
 // Herding (Welling 2009, as iCaRL selects exemplars): the order in which
 // samples are picked so that the mean of the first k is, for each k, the

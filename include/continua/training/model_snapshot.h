@@ -35,6 +35,11 @@ class ModelSnapshot {
   // Stages the model saved under `reader`; held from the commit on. The live
   // copy of the same architecture and device is loaded in place.
   void stage_load(const StateReader& reader, LoadTransaction& tx);
+  // In the state of the plugin that owns it: "has_previous", and the model
+  // under "previous_model" (LwF, LFL, iCaRL, BiC); a load of has_previous
+  // false drops the held model at the commit.
+  void save_as_previous(StateWriter& owner) const;
+  void stage_load_as_previous(const StateReader& owner, LoadTransaction& tx);
 
  private:
   std::shared_ptr<Model> model_;

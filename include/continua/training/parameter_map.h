@@ -30,6 +30,11 @@ ParameterMap parameter_zeros(Model& model);
 at::Tensor overlap(const at::Tensor& current, const at::Tensor& old);
 // Σ_p Σ_i w_p,i (θ_p,i − ref_p,i)² over the parameters both maps hold.
 at::Tensor quadratic_penalty(Model& model, const ParameterMap& weights, const ParameterMap& reference);
+// Adds the gradient of λ Σ w (θ − ref)², 2λ w (θ − ref), to the parameters'
+// gradients, on the rows `reference` covers (SI's and RWalk's surrogate,
+// added after the task's own gradient was read).
+void add_quadratic_penalty_gradient(Model& model, const ParameterMap& weights, const ParameterMap& reference,
+                                    double lambda);
 // Pads every tensor to the model's shape of that parameter (zero rows for a
 // grown head) and adds zeros for parameters the map lacks.
 void fit_to(ParameterMap& map, Model& model);

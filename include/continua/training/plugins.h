@@ -4,9 +4,12 @@
 #pragma once
 
 #include "continua/training/plugins/agem.h"
+#include "continua/training/plugins/bic.h"
+#include "continua/training/plugins/cope.h"
 #include "continua/training/plugins/cumulative.h"
 #include "continua/training/plugins/der.h"
 #include "continua/training/plugins/er_ace.h"
+#include "continua/training/plugins/er_aml.h"
 #include "continua/training/plugins/ewc.h"
 #include "continua/training/plugins/gdumb.h"
 #include "continua/training/plugins/gem.h"

@@ -55,10 +55,7 @@ at::Tensor DERPlugin::loss(Strategy& s) const {
 void DERPlugin::after_training_iteration(Strategy& s) {
   const int64_t fresh = s.mb.size() - rows_a_ - rows_b_;
   rows_a_ = rows_b_ = 0;
-  const at::Tensor pos = s.mb_positions.narrow(0, 0, fresh).to(at::kCPU);
-  const at::Tensor keep = pos.ge(0).nonzero().flatten();
-  if (keep.numel() == 0) return;
-  at::Tensor logits = s.mb_output.narrow(0, 0, fresh).detach().to(at::kCPU, at::kFloat).index_select(0, keep);
+  at::Tensor logits = s.mb_output.narrow(0, 0, fresh).detach().to(at::kCPU, at::kFloat);
   const int64_t w = logits.size(1);
   // The stored logits grow with the head: columns a sample did not have are
   // zero and masked out of the distance.
@@ -74,7 +71,7 @@ void DERPlugin::after_training_iteration(Strategy& s) {
   }
   at::Tensor mask = at::zeros_like(logits);
   mask.narrow(1, 0, w).fill_(1);
-  memory_.observe(*s.experience(), pos.index_select(0, keep), {{"logits", logits}, {"logit_mask", mask}});
+  observe_new_rows(memory_, s, fresh, {{"logits", logits}, {"logit_mask", mask}});
 }
 
 void DERPlugin::iteration_failed(Strategy&) { rows_a_ = rows_b_ = 0; }

@@ -107,11 +107,7 @@ void ICaRLPlugin::save_state(StateWriter& w) const {
     w.write("means", means_);
     w.write("mean_classes", mean_classes_);
   }
-  w.write("has_previous", bool(previous_));
-  if (previous_) {
-    StateWriter pw = w.child("previous_model");
-    previous_.save_state(pw);
-  }
+  previous_.save_as_previous(w);
 }
 
 void ICaRLPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
@@ -137,11 +133,7 @@ void ICaRLPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
     means_ = means;
     mean_classes_ = mean_classes;
   });
-  if (!r.get<bool>("has_previous")) {
-    tx.then([this] { previous_.reset(); });
-    return;
-  }
-  previous_.stage_load(r.child("previous_model"), tx);
+  previous_.stage_load_as_previous(r, tx);
 }
 
 CONTINUA_REGISTER_STRATEGY(StrategyInfo{

@@ -56,12 +56,8 @@ void LFLPlugin::after_training_exp(Strategy& s) {
 }
 
 void LFLPlugin::save_state(StateWriter& w) const {
-  w.write("has_previous", bool(previous_));
   save_parameter_map(w.child("frozen_head"), frozen_head_);
-  if (previous_) {
-    StateWriter mw = w.child("previous_model");
-    previous_.save_state(mw);
-  }
+  previous_.save_as_previous(w);
 }
 
 void LFLPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
@@ -69,11 +65,7 @@ void LFLPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
 void LFLPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   ParameterMap head = read_parameter_map(r.child("frozen_head"));
   tx.then([this, head] { frozen_head_ = head; });
-  if (!r.get<bool>("has_previous")) {
-    tx.then([this] { previous_.reset(); });
-    return;
-  }
-  previous_.stage_load(r.child("previous_model"), tx);
+  previous_.stage_load_as_previous(r, tx);
 }
 
 CONTINUA_REGISTER_STRATEGY(StrategyInfo{

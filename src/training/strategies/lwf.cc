@@ -47,12 +47,8 @@ void LwFPlugin::after_training_exp(Strategy& s) {
 }
 
 void LwFPlugin::save_state(StateWriter& w) const {
-  w.write("has_previous", bool(previous_));
   w.write("previous_classes", std::vector<int64_t>(previous_classes_.begin(), previous_classes_.end()));
-  if (previous_) {
-    StateWriter mw = w.child("previous_model");
-    previous_.save_state(mw);
-  }
+  previous_.save_as_previous(w);
 }
 
 void LwFPlugin::load_state(const StateReader& r) { load_staged(*this, r); }
@@ -66,16 +62,14 @@ void LwFPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
     }
   }
   tx.then([this, classes] { previous_classes_ = classes; });
-  if (!r.get<bool>("has_previous")) {
-    tx.then([this] { previous_.reset(); });
-    return;
+  if (r.get<bool>("has_previous")) {
+    const StateReader mr = r.child("previous_model");
+    if (!classes.empty() && mr.has("classifier.head.weight") &&
+        *classes.rbegin() >= mr.tensor("classifier.head.weight").size(0)) {
+      r.fail("previous_classes", "a class beyond the previous model's head");
+    }
   }
-  StateReader mr = r.child("previous_model");
-  if (!classes.empty() && mr.has("classifier.head.weight") &&
-      *classes.rbegin() >= mr.tensor("classifier.head.weight").size(0)) {
-    r.fail("previous_classes", "a class beyond the previous model's head");
-  }
-  previous_.stage_load(mr, tx);
+  previous_.stage_load_as_previous(r, tx);
 }
 
 

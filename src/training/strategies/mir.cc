@@ -56,9 +56,7 @@ void MIRPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
 void MIRPlugin::after_training_iteration(Strategy& s) {
   const int64_t fresh = s.mb.size() - memory_rows_;
   memory_rows_ = 0;
-  const at::Tensor pos = s.mb_positions.narrow(0, 0, fresh).to(at::kCPU);
-  const at::Tensor keep = pos.ge(0).nonzero().flatten();
-  if (keep.numel() > 0) memory_.observe(*s.experience(), pos.index_select(0, keep));
+  observe_new_rows(memory_, s, fresh);
 }
 
 void MIRPlugin::iteration_failed(Strategy&) { memory_rows_ = 0; }

@@ -50,11 +50,8 @@ void RWalkPlugin::after_backward(Strategy& s) {
     if (f != fisher_.end() && f->second.sizes() == g.sizes()) {
       f->second.mul_(1 - options_.alpha).add_(g.pow(2) * options_.alpha);
     }
-    auto imp = importance_.find(p.key());
-    if (imp == importance_.end() || options_.lambda == 0) continue;
-    const at::Tensor& ref = reference_.at(p.key());
-    overlap(theta.mutable_grad(), ref).add_(2.0 * options_.lambda * overlap(imp->second, ref) * (overlap(theta, ref) - ref));
   }
+  add_quadratic_penalty_gradient(s.model(), importance_, reference_, options_.lambda);
 }
 
 void RWalkPlugin::after_update(Strategy& s) {
@@ -128,7 +125,13 @@ void RWalkPlugin::stage_load(const StateReader& r, LoadTransaction& tx) {
   const int64_t steps = r.get<int64_t>("window_steps");
   if (steps < 0 || steps >= options_.delta_t) r.fail("window_steps", "out of range for --rwalk-delta-t");
   for (const auto& [name, t] : imp) {
-    if (!ref.count(name) || ref.at(name).sizes() != t.sizes()) r.child("reference").fail(name, "missing or of another shape");
+    // The importance grows with the head at an experience's start; the
+    // reference keeps the rows it had.
+    auto it = ref.find(name);
+    const bool fits = it != ref.end() && it->second.dim() == t.dim() && it->second.dim() > 0 &&
+                      it->second.size(0) <= t.size(0) &&
+                      it->second.sizes().slice(1) == t.sizes().slice(1);
+    if (!fits) r.child("reference").fail(name, "missing or of a shape the importance does not cover");
   }
   tx.then([=] {
     fisher_ = f;

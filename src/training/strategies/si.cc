@@ -27,12 +27,8 @@ void SynapticIntelligencePlugin::after_backward(Strategy& s) {
     if (!theta.grad().defined()) continue;
     step_grad_[p.key()] = theta.grad().clone();  // the task's own gradient
     step_start_[p.key()] = theta.detach().clone();
-    auto imp = importance_.find(p.key());
-    if (imp == importance_.end() || options_.lambda == 0) continue;
-    // d/dθ of c Σ Ω (θ − θ*)².
-    const at::Tensor& ref = reference_.at(p.key());
-    overlap(theta.mutable_grad(), ref).add_(2.0 * options_.lambda * imp->second * (overlap(theta, ref) - ref));
   }
+  add_quadratic_penalty_gradient(s.model(), importance_, reference_, options_.lambda);  // c Σ Ω (θ − θ*)²
 }
 
 void SynapticIntelligencePlugin::after_update(Strategy& s) {
