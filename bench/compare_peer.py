@@ -71,6 +71,7 @@ NO_PEER = {
     "er-aml": ["--strategy", "er-aml", "--mem-size", "500"],
     "bic": ["--strategy", "bic", "--mem-size", "500"],
     "cope": ["--strategy", "cope", "--mem-size", "500"],
+    "gss": ["--strategy", "gss", "--mem-size", "500"],
 }
 
 

@@ -271,6 +271,61 @@ at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
   return where;
 }
 
+void Memory::put(const Experience& exp, const at::Tensor& slots_in, const at::Tensor& positions_in,
+                 const std::map<std::string, at::Tensor>& payload) {
+  bind(exp);
+  const at::Tensor slots = slots_in.to(at::kCPU, at::kLong), pos = positions_in.to(at::kCPU, at::kLong);
+  const int64_t k = slots.size(0);
+  if (pos.size(0) != k) throw InvalidArgument("memory: put needs one position per slot");
+  if (k == 0) return;
+  if (pos.min().item<int64_t>() < 0 || pos.max().item<int64_t>() >= exp.size()) {
+    throw InvalidArgument("memory: a position is outside experience " + std::to_string(exp.index()));
+  }
+  for (const auto& [name, t] : payload) {
+    if (t.size(0) != k) throw InvalidArgument("memory: payload '" + name + "' has another number of rows");
+    if (!payload_.count(name)) {
+      auto shape = t.sizes().vec();
+      shape[0] = size();
+      payload_[name] = at::zeros(shape, t.options().device(at::kCPU));
+    }
+  }
+  const at::Tensor replace = slots.lt(size()).nonzero().flatten(), add = slots.ge(size()).nonzero().flatten();
+  const at::Tensor labels = exp.targets().index_select(0, pos).to(at::kLong);
+  if (add.numel() > 0) {
+    const at::Tensor want = at::arange(size(), size() + add.size(0), at::kLong);
+    if (!at::equal(slots.index_select(0, add), want)) throw InvalidArgument("memory: put appends slots in order");
+    if (size() + add.size(0) > options_.size_) throw InvalidArgument("memory: put beyond the memory's size");
+  }
+  if (replace.numel() > 0) {
+    const at::Tensor js = slots.index_select(0, replace);
+    experiences_.index_fill_(0, js, exp.index());
+    positions_.index_copy_(0, js, pos.index_select(0, replace));
+    labels_.index_copy_(0, js, labels.index_select(0, replace));
+    for (auto& [name, t] : payload_) {
+      auto it = payload.find(name);
+      if (it != payload.end()) {
+        t.index_copy_(0, js, it->second.index_select(0, replace.to(it->second.device())).to(at::kCPU, t.scalar_type()));
+      } else {
+        t.index_fill_(0, js, 0);
+      }
+    }
+  }
+  if (add.numel() > 0) {
+    const int64_t n = add.size(0);
+    experiences_ = at::cat({experiences_, at::full({n}, exp.index(), at::kLong)});
+    positions_ = at::cat({positions_, pos.index_select(0, add)});
+    labels_ = at::cat({labels_, labels.index_select(0, add)});
+    priorities_ = at::cat({priorities_, at::zeros({n}, at::kFloat)});
+    for (auto& [name, t] : payload_) {
+      auto it = payload.find(name);
+      auto shape = t.sizes().vec();
+      shape[0] = n;
+      t = at::cat({t, it != payload.end() ? it->second.index_select(0, add.to(it->second.device())).to(at::kCPU, t.scalar_type())
+                                          : at::zeros(shape, t.options())});
+    }
+  }
+}
+
 void observe_new_rows(Memory& memory, const Strategy& s, int64_t rows,
                       const std::map<std::string, at::Tensor>& payload) {
   const at::Tensor pos = s.mb_positions.narrow(0, 0, rows).to(at::kCPU);

@@ -896,5 +896,59 @@ TEST(ERAML, NewSamplesAreTrainedByTheContrastiveLossAgainstMemoryPositivesAndNeg
   s->mb_features = s->mb_output = at::Tensor();
 }
 
+TEST(GSS, StoredSamplesAreScoredByTheirGradientsSimilarityToMemorySubsets) {
+  at::Tensor g = torch::randn({5, 7}), r = torch::randn({3, 7});
+  at::Tensor cos = max_cosine_similarity(g, r);
+  for (int64_t i = 0; i < 5; ++i) {
+    double best = -2;
+    for (int64_t k = 0; k < 3; ++k) best = std::max(best, torch::cosine_similarity(g[i], r[k], 0).item<double>());
+    EXPECT_NEAR(cos[i].item<double>(), best, 1e-5);
+  }
+  auto b = synthetic_benchmark(16);
+  auto s = small_strategy(*b, 16, 0.0, 8);
+  auto gss = std::make_shared<GSSPlugin>(GSSPlugin::Options{40, 8, 2, 16});
+  s->add_plugin(gss);
+  int calls = 0;
+  s->set_iteration_callback([&](Strategy& st) {
+    if (++calls == 2) st.request_stop();
+  });
+  ASSERT_FALSE(s->train(b->train_stream()[0]));
+  ASSERT_EQ(gss->memory().size(), 16);
+  // The first batch stored scores 0.1; the second, gradient similarities.
+  EXPECT_TRUE(at::allclose(gss->scores().narrow(0, 0, 8), at::full({8}, 0.1f)));
+  EXPECT_LE(gss->scores().abs().max().item<double>(), 1.0 + 1e-6);
+  // The next batch's scores, computed independently from a copy of the
+  // memory (same generator state, so the same random subsets).
+  StateTree tree;
+  StateWriter w(tree);
+  gss->save_state(w);
+  GSSPlugin copy(GSSPlugin::Options{40, 8, 2, 16});
+  copy.load_state(StateReader(tree));
+  const Experience& e = b->train_stream()[0];
+  s->mb = MiniBatch::from(e.get(at::arange(100, 108, at::kLong)));
+  s->mb_positions = at::arange(100, 108, at::kLong);
+  s->model().eval();
+  const at::Tensor ref = copy.subset_gradients(*s, 8);
+  ASSERT_TRUE(ref.defined());
+  ASSERT_EQ(ref.size(0), 2);
+  std::vector<MiniBatch> one;
+  for (int64_t i = 0; i < 8; ++i) one.push_back(s->mb.narrow(i, 1));
+  const at::Tensor expected = max_cosine_similarity(memory_gradients(*s, one), ref);
+  s->model().train();
+  gss->after_training_iteration(*s);
+  ASSERT_EQ(gss->memory().size(), 24);
+  EXPECT_TRUE(at::allclose(gss->scores().narrow(0, 16, 8), expected, 1e-4, 1e-6));
+  EXPECT_TRUE(at::equal(gss->memory().positions().narrow(0, 16, 8), at::arange(100, 108, at::kLong)));
+  s->mb = MiniBatch();
+  s->mb_positions = at::Tensor();
+  // Full: the memory stays at its size, every score a cosine similarity.
+  s->set_iteration_callback(nullptr);
+  s->clear_stop();
+  ASSERT_TRUE(s->train(b->train_stream()[0]));
+  ASSERT_TRUE(s->train(b->train_stream()[1]));
+  EXPECT_EQ(gss->memory().size(), 40);
+  EXPECT_LE(gss->scores().abs().max().item<double>(), 1.0 + 1e-6);
+}
+
 }  // namespace
 }  // namespace continua

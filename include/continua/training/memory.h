@@ -90,6 +90,13 @@ class Memory : public Stateful {
   at::Tensor observe(const Experience& experience, const at::Tensor& positions,
                      const std::map<std::string, at::Tensor>& payload = {});
 
+  // Writes samples into chosen slots: slots below size() are replaced,
+  // slots from size() on (size(), size() + 1, ...) are appended; each row's
+  // payload with it (zeros where none is given). For methods with their own
+  // replacement rule (GSS).
+  void put(const Experience& experience, const at::Tensor& slots, const at::Tensor& positions,
+           const std::map<std::string, at::Tensor>& payload = {});
+
   // A uniform draw of at most n distinct slots, from the memory's generator.
   at::Tensor sample(int64_t n);
   // The samples at these slots, with their task labels, slots and payload.

@@ -13,6 +13,7 @@
 #include "continua/training/plugins/ewc.h"
 #include "continua/training/plugins/gdumb.h"
 #include "continua/training/plugins/gem.h"
+#include "continua/training/plugins/gss.h"
 #include "continua/training/plugins/icarl.h"
 #include "continua/training/plugins/lfl.h"
 #include "continua/training/plugins/lwf.h"
