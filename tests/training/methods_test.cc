@@ -737,8 +737,9 @@ TEST(CoPE, PrototypesFollowTheEmbeddingsAndThePPPLossIsThePapers) {
       EXPECT_TRUE(at::equal(cope->prototypes()[i], before[i]));
       continue;
     }
-    if (i >= 2) continue;  // drawn this experience: their old value is not in `before`
-    at::Tensor p = 0.9 * before[i] + 0.1 * probe->emb.index_select(0, rows).mean(0);
+    const at::Tensor mean = probe->emb.index_select(0, rows).mean(0);
+    // A class's first batch sets its prototype to the batch's mean embedding.
+    at::Tensor p = i >= 2 ? mean : 0.9 * before[i] + 0.1 * mean;
     EXPECT_TRUE(at::allclose(cope->prototypes()[i], p / p.norm(), 1e-5, 1e-6)) << "class " << i;
   }
   // The memory batch is in the iteration: both old classes' rows appear.
