@@ -14,7 +14,10 @@ Kills land at three kinds of instants, chosen at random:
   rename  - just after a new checkpoint file appeared (renamed) and before
             the directory fsync returned
 The last two widen their windows with CONTINUA_TEST_SAVE_DELAY_MS (a
-test-only hook of the checkpoint manager).
+test-only hook of the checkpoint manager). Besides the SIGKILLs, each
+strategy is stopped once by SIGTERM at a random time: it must save, say
+"stopped by SIGTERM" and exit 75, and its resumed run must equal the
+reference too.
 
 Usage: sigkill_torture.py --bin build/continua [--kills-per-strategy N]
        [--strategies naive,replay] [--seed S] [--keep DIR]
@@ -39,6 +42,7 @@ def registered_strategies(binary):
     return [s["name"] for s in json.loads(out)]
 
 SAVE_DELAY_MS = 150
+STOPPED_BY_SIGNAL = 75  # continua run: stopped by a signal, checkpoint saved (src/cli/signals.h)
 
 
 def run_args(binary, strategy, out, extra):
@@ -66,7 +70,8 @@ def ckpt_names(d):
 
 
 def kill_one(binary, strategy, out, ckdir, mode, duration, rng, log):
-    """Starts one run and SIGKILLs it per `mode`. Returns (killed, returncode, stderr)."""
+    """Starts one run and SIGKILLs it per `mode` ("term": SIGTERMs it at a random time, a clean
+    stop that must save and exit 75). Returns (interrupted, returncode, stderr)."""
     env = dict(os.environ)
     if mode in ("write", "rename"):
         env["CONTINUA_TEST_SAVE_DELAY_MS"] = str(SAVE_DELAY_MS)
@@ -83,13 +88,35 @@ def kill_one(binary, strategy, out, ckdir, mode, duration, rng, log):
     # spread over the run rather than all hitting its first save.
     skip = rng.randrange(0, 4) if mode != "random" else 0
     seen_tmp = set()
+    armed = False
     while p.poll() is None:
         now = time.monotonic()
+        if mode == "term" and not armed:
+            # The stop is tried once the run checkpoints (a signal before
+            # the handlers exist ends the process: nothing to save yet).
+            if {n for n in ckpt_names(ckdir) if n.endswith(".safetensors")} - before:
+                armed = True
+                deadline = now + rng.uniform(0.0, duration / 3)
+        if mode == "term" and armed and now >= deadline:
+            # A clean stop: the run saves where it is and exits 75.
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait()
+            errf.seek(0)
+            err = errf.read().decode(errors="replace")
+            stopped = rc == STOPPED_BY_SIGNAL
+            if stopped and "stopped by SIGTERM" not in err:
+                err += "\nwarning: exit 75 without the stop message"
+            # A SIGTERM that lands while the finished run tears its handlers
+            # down ends it by the signal: an interruption like a SIGKILL.
+            ended = rc == -signal.SIGTERM
+            log(f"    {mode:6s} after {time.monotonic() - start:5.2f}s: "
+                f"{'stopped' if stopped else 'ended by SIGTERM' if ended else 'exit ' + str(rc)}")
+            return stopped or ended, rc, err
         if mode == "random" and now >= deadline:
             p.send_signal(signal.SIGKILL)
             killed = True
             break
-        if mode != "random":
+        if mode in ("write", "rename"):
             names = ckpt_names(ckdir)
             if mode == "write":
                 tmps = {n for n in names if ".tmp." in n} - seen_tmp
@@ -153,9 +180,10 @@ def torture(binary, strategy, kills, rng, work, log):
     completions = 0
     attempts = 0
     ok = True
-    while attempts < kills * 6 + 4:
+    terms = 0  # one SIGTERM per strategy besides the SIGKILLs
+    while attempts < kills * 6 + 10:
         attempts += 1
-        last = done_kills >= kills
+        last = done_kills >= kills and terms >= 1
         if last:
             mode = "none"
             env = dict(os.environ)
@@ -165,8 +193,13 @@ def torture(binary, strategy, kills, rng, work, log):
                                capture_output=True, text=True, env=env)
             killed, rc, err = False, p.returncode, p.stderr
         else:
-            mode = rng.choice(["random", "random", "write", "rename"])
+            mode = "term" if terms < 1 and (done_kills >= kills or rng.random() < 0.5) else \
+                rng.choice(["random", "random", "write", "rename"])
             killed, rc, err = kill_one(binary, strategy, out, ckdir, mode, duration, rng, log)
+            if killed and mode == "term":
+                terms += rc == STOPPED_BY_SIGNAL
+                since_fresh += 1
+                continue
         if "warning" in err or "error" in err:
             log(f"{strategy}: unexpected message from a restarted run:\n{err}")
             ok = False
@@ -190,7 +223,7 @@ def torture(binary, strategy, kills, rng, work, log):
         since_fresh = 0
         if last:
             break
-    log(f"{strategy}: {'OK' if ok else 'FAILED'}: {done_kills} kills, {completions} completed "
+    log(f"{strategy}: {'OK' if ok else 'FAILED'}: {done_kills} kills, {terms} SIGTERM stops, {completions} completed "
         f"runs compared with the reference, {attempts} starts")
     return ok and completions > 0, done_kills
 
