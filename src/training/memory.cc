@@ -326,6 +326,21 @@ void Memory::put(const Experience& exp, const at::Tensor& slots_in, const at::Te
   }
 }
 
+int64_t append_memory_batch(Memory& memory, const Strategy& s, MiniBatch& batch, int64_t n) {
+  if (memory.size() == 0) return 0;
+  MiniBatch rows = memory.get(memory.sample(n > 0 ? n : s.options().train_mb_size_));
+  batch.append(rows);
+  return rows.size();
+}
+
+void append_memory_segments(const Memory& memory, TrainingSet& set) {
+  if (memory.size() == 0) return;
+  const auto& stream = memory.benchmark()->train_stream();
+  for (const auto& [exp, slots] : memory.slots_by_experience()) {
+    set.segments.push_back({&stream[size_t(exp)], memory.positions().index_select(0, slots)});
+  }
+}
+
 void observe_new_rows(Memory& memory, const Strategy& s, int64_t rows,
                       const std::map<std::string, at::Tensor>& payload) {
   const at::Tensor pos = s.mb_positions.narrow(0, 0, rows).to(at::kCPU);

@@ -47,6 +47,7 @@
 namespace continua {
 
 struct MiniBatch;
+struct TrainingSet;
 class Strategy;
 
 struct MemoryOptions {
@@ -139,6 +140,15 @@ class Memory : public Stateful {
   std::map<std::string, at::Tensor> payload_;
   int64_t seen_ = 0;
 };
+
+// Appends a memory batch of n samples drawn without replacement (n = 0: the
+// strategy's train mini-batch size) to `batch`; returns the rows appended
+// (0 while the memory is empty). Replay, DER, ER-ACE, ER-AML, GSS and CoPE
+// replay this way.
+int64_t append_memory_batch(Memory& memory, const Strategy& s, MiniBatch& batch, int64_t n);
+// Adds the memory's samples to a training set, one segment per experience
+// (GDumb, iCaRL, BiC train on them with the experience's).
+void append_memory_segments(const Memory& memory, TrainingSet& set);
 
 // Offers the training iteration's own rows (the first `rows` of s.mb, those
 // of s.experience(): s.mb_positions) to the memory's reservoir, with their

@@ -53,11 +53,7 @@ void BiCPlugin::adapt_train_set(Strategy& s, TrainingSet& set) {
     keep.index_fill_(0, val, false);
     set.segments[0].positions = set.segments[0].positions.index_select(0, keep.index_select(0, set.segments[0].positions).nonzero().flatten());
   }
-  if (memory_.size() == 0) return;
-  const auto& stream = memory_.benchmark()->train_stream();
-  for (const auto& [exp, slots] : memory_.slots_by_experience()) {
-    set.segments.push_back({&stream[size_t(exp)], memory_.positions().index_select(0, slots)});
-  }
+  append_memory_segments(memory_, set);
 }
 
 at::Tensor BiCPlugin::corrected(const at::Tensor& logits, const std::vector<BiasLayer>& layers) {

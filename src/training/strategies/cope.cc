@@ -86,9 +86,7 @@ void CoPEPlugin::before_training_exp(Strategy& s) {
 }
 
 void CoPEPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
-  if (memory_.size() == 0) return;
-  const int64_t n = options_.mem_mb_size > 0 ? options_.mem_mb_size : s.options().train_mb_size_;
-  batch.append(memory_.get(memory_.sample(n)));
+  append_memory_batch(memory_, s, batch, options_.mem_mb_size);
 }
 
 at::Tensor CoPEPlugin::loss(Strategy& s) const {

@@ -19,17 +19,8 @@ void DERPlugin::attached(Strategy& s) {
 }
 
 void DERPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
-  rows_a_ = rows_b_ = 0;
-  if (memory_.size() == 0) return;
-  const int64_t n = options_.mem_mb_size > 0 ? options_.mem_mb_size : s.options().train_mb_size_;
-  MiniBatch a = memory_.get(memory_.sample(n));
-  rows_a_ = a.size();
-  batch.append(a);
-  if (options_.beta > 0) {
-    MiniBatch b = memory_.get(memory_.sample(n));
-    rows_b_ = b.size();
-    batch.append(b);
-  }
+  rows_a_ = append_memory_batch(memory_, s, batch, options_.mem_mb_size);
+  rows_b_ = options_.beta > 0 ? append_memory_batch(memory_, s, batch, options_.mem_mb_size) : 0;
 }
 
 at::Tensor DERPlugin::loss(Strategy& s) const {

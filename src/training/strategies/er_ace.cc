@@ -17,12 +17,7 @@ void ERACEPlugin::attached(Strategy& s) {
 }
 
 void ERACEPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
-  memory_rows_ = 0;
-  if (memory_.size() == 0) return;
-  const int64_t n = options_.mem_mb_size > 0 ? options_.mem_mb_size : s.options().train_mb_size_;
-  MiniBatch m = memory_.get(memory_.sample(n));
-  memory_rows_ = m.size();
-  batch.append(m);
+  memory_rows_ = append_memory_batch(memory_, s, batch, options_.mem_mb_size);
 }
 
 at::Tensor ERACEPlugin::masked_new_logits(const at::Tensor& logits, const at::Tensor& labels) {

@@ -32,11 +32,8 @@ void ERAMLPlugin::attached(Strategy& s) {
 void ERAMLPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
   layout_ = Layout();
   layout_.fresh = batch.size();
-  if (memory_.size() == 0) return;
-  const int64_t n = options_.mem_mb_size > 0 ? options_.mem_mb_size : s.options().train_mb_size_;
-  MiniBatch m = memory_.get(memory_.sample(n));
-  layout_.memory = m.size();
-  batch.append(m);
+  layout_.memory = append_memory_batch(memory_, s, batch, options_.mem_mb_size);
+  if (layout_.memory == 0) return;
   // A positive and a negative per new row, uniform among the memory's
   // samples of its class and task / of another class and the same task.
   const at::Tensor labels = memory_.labels(), tasks = memory_.tasks();

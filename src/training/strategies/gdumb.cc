@@ -30,11 +30,7 @@ void GDumbPlugin::before_training_exp(Strategy& s) {
 
 void GDumbPlugin::adapt_train_set(Strategy&, TrainingSet& set) {
   set.segments.clear();
-  if (memory_.size() == 0) return;
-  const auto& stream = memory_.benchmark()->train_stream();
-  for (const auto& [exp, slots] : memory_.slots_by_experience()) {
-    set.segments.push_back({&stream[size_t(exp)], memory_.positions().index_select(0, slots)});
-  }
+  append_memory_segments(memory_, set);
 }
 
 void GDumbPlugin::save_state(StateWriter& w) const {

@@ -25,11 +25,7 @@ void ICaRLPlugin::attached(Strategy& s) {
 }
 
 void ICaRLPlugin::adapt_train_set(Strategy&, TrainingSet& set) {
-  if (memory_.size() == 0) return;
-  const auto& stream = memory_.benchmark()->train_stream();
-  for (const auto& [exp, slots] : memory_.slots_by_experience()) {
-    set.segments.push_back({&stream[size_t(exp)], memory_.positions().index_select(0, slots)});
-  }
+  append_memory_segments(memory_, set);
 }
 
 at::Tensor ICaRLPlugin::loss(Strategy& s) const {

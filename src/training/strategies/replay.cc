@@ -14,9 +14,7 @@ ReplayPlugin::ReplayPlugin(Options options)
 }
 
 void ReplayPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
-  if (memory_.size() == 0) return;
-  const int64_t n = options_.mem_mb_size > 0 ? options_.mem_mb_size : s.options().train_mb_size_;
-  batch.append(memory_.get(memory_.sample(n)));
+  append_memory_batch(memory_, s, batch, options_.mem_mb_size);
 }
 
 void ReplayPlugin::after_training_exp(Strategy& s) { memory_.update(*s.experience()); }
