@@ -202,71 +202,43 @@ at::Tensor Memory::observe(const Experience& exp, const at::Tensor& positions,
   }
   at::Tensor u = at::rand({k}, generator_, at::kDouble);
   at::Tensor pos = positions.to(at::kCPU, at::kLong);
-  at::Tensor labels = exp.targets().index_select(0, pos);
   for (const auto& [name, t] : payload) {
     if (t.size(0) != k) throw InvalidArgument("memory: payload '" + name + "' has another number of rows");
-    if (!payload_.count(name)) {
-      auto shape = t.sizes().vec();
-      shape[0] = size();
-      payload_[name] = at::zeros(shape, t.options().device(at::kCPU));
-    }
   }
-  // Algorithm R, decided on plain numbers first, then applied in two
-  // tensor operations: the first samples fill free slots; each later one
-  // replaces slot j = floor(u * (seen + 1)) when j < size (the last of
-  // several writes to a slot wins, as one sample after another would).
+  // Algorithm R, decided on plain numbers first, then written by put(): the
+  // first samples fill free slots; each later one replaces slot
+  // j = floor(u * (seen + 1)) when j < size (the last of several writes to
+  // a slot wins, as one sample after another would).
   const int64_t cap = options_.size_;
   const double* uu = u.data_ptr<double>();
   int64_t* wh = where.data_ptr<int64_t>();
   int64_t n_seen = seen_;
   const int64_t fill = std::min<int64_t>(k, std::max<int64_t>(0, cap - size()));
-  std::map<int64_t, int64_t> replaced;  // slot -> row of this batch
+  std::map<int64_t, int64_t> written;  // slot -> row of this batch
   for (int64_t i = 0; i < k; ++i, ++n_seen) {
     if (i < fill) {
       wh[i] = size() + i;
-      replaced[size() + i] = i;  // a later row may still replace it
+      written[size() + i] = i;  // a later row may still replace it
       continue;
     }
     const int64_t j = int64_t(uu[i] * double(n_seen + 1));
     if (j < cap) {
-      auto it = replaced.find(j);
-      if (it != replaced.end()) wh[it->second] = -1;  // overwritten by this later row
-      replaced[j] = i;
+      auto it = written.find(j);
+      if (it != written.end()) wh[it->second] = -1;  // overwritten by this later row
+      written[j] = i;
       wh[i] = j;
     }
   }
-  if (fill > 0) {
-    experiences_ = at::cat({experiences_, at::full({fill}, exp.index(), at::kLong)});
-    positions_ = at::cat({positions_, pos.narrow(0, 0, fill)});
-    labels_ = at::cat({labels_, labels.narrow(0, 0, fill)});
-    priorities_ = at::cat({priorities_, at::zeros({fill}, at::kFloat)});
-    for (auto& [name, t] : payload_) {
-      auto it = payload.find(name);
-      auto shape = t.sizes().vec();
-      shape[0] = fill;
-      t = at::cat({t, it != payload.end() ? it->second.narrow(0, 0, fill).to(at::kCPU, t.scalar_type())
-                                          : at::zeros(shape, t.options())});
-    }
+  std::vector<int64_t> slots, rows;
+  for (const auto& [j, i] : written) {
+    slots.push_back(j);
+    rows.push_back(i);
   }
-  if (!replaced.empty()) {
-    std::vector<int64_t> slots, rows;
-    for (const auto& [j, i] : replaced) {
-      slots.push_back(j);
-      rows.push_back(i);
-    }
-    const at::Tensor js = at::tensor(slots, at::kLong), is = at::tensor(rows, at::kLong);
-    experiences_.index_fill_(0, js, exp.index());
-    positions_.index_copy_(0, js, pos.index_select(0, is));
-    labels_.index_copy_(0, js, labels.index_select(0, is));
-    for (auto& [name, t] : payload_) {
-      auto it = payload.find(name);
-      if (it != payload.end()) {
-        t.index_copy_(0, js, it->second.index_select(0, is.to(it->second.device())).to(at::kCPU, t.scalar_type()));
-      } else {
-        t.index_fill_(0, js, 0);
-      }
-    }
-  }
+  const at::Tensor js = at::tensor(slots, at::kLong), is = at::tensor(rows, at::kLong);
+  std::map<std::string, at::Tensor> chosen;
+  for (const auto& [name, t] : payload) chosen[name] = t.index_select(0, is.to(t.device()));
+  // Slots in ascending order: the replaced ones, then the filled ones, size() on.
+  put(exp, js, pos.index_select(0, is), chosen);
   seen_ = n_seen;
   return where;
 }
@@ -277,25 +249,28 @@ void Memory::put(const Experience& exp, const at::Tensor& slots_in, const at::Te
   const at::Tensor slots = slots_in.to(at::kCPU, at::kLong), pos = positions_in.to(at::kCPU, at::kLong);
   const int64_t k = slots.size(0);
   if (pos.size(0) != k) throw InvalidArgument("memory: put needs one position per slot");
-  if (k == 0) return;
-  if (pos.min().item<int64_t>() < 0 || pos.max().item<int64_t>() >= exp.size()) {
-    throw InvalidArgument("memory: a position is outside experience " + std::to_string(exp.index()));
-  }
   for (const auto& [name, t] : payload) {
     if (t.size(0) != k) throw InvalidArgument("memory: payload '" + name + "' has another number of rows");
+  }
+  if (k > 0 && (pos.min().item<int64_t>() < 0 || pos.max().item<int64_t>() >= exp.size())) {
+    throw InvalidArgument("memory: a position is outside experience " + std::to_string(exp.index()));
+  }
+  const at::Tensor replace = slots.lt(size()).nonzero().flatten(), add = slots.ge(size()).nonzero().flatten();
+  if (add.numel() > 0) {
+    const at::Tensor want = at::arange(size(), size() + add.size(0), at::kLong);
+    if (!at::equal(slots.index_select(0, add), want)) throw InvalidArgument("memory: put appends slots in order");
+    if (size() + add.size(0) > options_.size_) throw InvalidArgument("memory: put beyond the memory's size");
+  }
+  // A payload seen for the first time starts as zeros for the samples held.
+  for (const auto& [name, t] : payload) {
     if (!payload_.count(name)) {
       auto shape = t.sizes().vec();
       shape[0] = size();
       payload_[name] = at::zeros(shape, t.options().device(at::kCPU));
     }
   }
-  const at::Tensor replace = slots.lt(size()).nonzero().flatten(), add = slots.ge(size()).nonzero().flatten();
+  if (k == 0) return;
   const at::Tensor labels = exp.targets().index_select(0, pos).to(at::kLong);
-  if (add.numel() > 0) {
-    const at::Tensor want = at::arange(size(), size() + add.size(0), at::kLong);
-    if (!at::equal(slots.index_select(0, add), want)) throw InvalidArgument("memory: put appends slots in order");
-    if (size() + add.size(0) > options_.size_) throw InvalidArgument("memory: put beyond the memory's size");
-  }
   if (replace.numel() > 0) {
     const at::Tensor js = slots.index_select(0, replace);
     experiences_.index_fill_(0, js, exp.index());

@@ -54,6 +54,32 @@ void add_quadratic_penalty_gradient(Model& model, const ParameterMap& weights, c
   }
 }
 
+void StepRecord::record(Model& model) {
+  torch::NoGradGuard ng;
+  clear();
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().grad().defined()) continue;
+    grad_[p.key()] = p.value().grad().clone();
+    start_[p.key()] = p.value().detach().clone();
+  }
+}
+
+void StepRecord::accumulate_decrease(Model& model, ParameterMap& into) {
+  torch::NoGradGuard ng;
+  for (const auto& p : model.named_parameters()) {
+    auto g = grad_.find(p.key());
+    auto w = into.find(p.key());
+    if (g == grad_.end() || w == into.end() || w->second.sizes() != p.value().sizes()) continue;
+    w->second.sub_(g->second * (p.value() - start_.at(p.key())));
+  }
+  clear();
+}
+
+void StepRecord::clear() {
+  grad_.clear();
+  start_.clear();
+}
+
 void fit_to(ParameterMap& map, Model& model) {
   torch::NoGradGuard ng;
   for (const auto& p : model.named_parameters()) {

@@ -35,6 +35,22 @@ at::Tensor quadratic_penalty(Model& model, const ParameterMap& weights, const Pa
 // added after the task's own gradient was read).
 void add_quadratic_penalty_gradient(Model& model, const ParameterMap& weights, const ParameterMap& reference,
                                     double lambda);
+// One optimizer step of a path integral (SI's ω, RWalk's scores): record()
+// keeps each parameter's gradient and value right after backward (before a
+// surrogate's gradient is added); accumulate_decrease() then adds the step's
+// loss decrease −g ⊙ Δθ into a map (of the model's current shapes) and
+// forgets the record.
+class StepRecord {
+ public:
+  void record(Model& model);
+  void accumulate_decrease(Model& model, ParameterMap& into);
+  void clear();
+  const ParameterMap& gradients() const { return grad_; }
+
+ private:
+  ParameterMap grad_, start_;
+};
+
 // Pads every tensor to the model's shape of that parameter (zero rows for a
 // grown head) and adds zeros for parameters the map lacks.
 void fit_to(ParameterMap& map, Model& model);

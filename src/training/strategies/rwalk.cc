@@ -38,15 +38,9 @@ void RWalkPlugin::before_training_exp(Strategy& s) {
 
 void RWalkPlugin::after_backward(Strategy& s) {
   torch::NoGradGuard ng;
-  step_grad_.clear();
-  step_start_.clear();
-  for (const auto& p : s.model().named_parameters()) {
-    const at::Tensor& theta = p.value();
-    if (!theta.grad().defined()) continue;
-    const at::Tensor g = theta.grad().clone();  // the task's own gradient
-    step_grad_[p.key()] = g;
-    step_start_[p.key()] = theta.detach().clone();
-    auto f = fisher_.find(p.key());
+  step_.record(s.model());  // the task's own gradient
+  for (const auto& [name, g] : step_.gradients()) {
+    auto f = fisher_.find(name);
     if (f != fisher_.end() && f->second.sizes() == g.sizes()) {
       f->second.mul_(1 - options_.alpha).add_(g.pow(2) * options_.alpha);
     }
@@ -56,14 +50,7 @@ void RWalkPlugin::after_backward(Strategy& s) {
 
 void RWalkPlugin::after_update(Strategy& s) {
   torch::NoGradGuard ng;
-  for (const auto& p : s.model().named_parameters()) {
-    auto g = step_grad_.find(p.key());
-    auto w = window_loss_.find(p.key());
-    if (g == step_grad_.end() || w == window_loss_.end() || w->second.sizes() != p.value().sizes()) continue;
-    w->second.sub_(g->second * (p.value() - step_start_.at(p.key())));
-  }
-  step_grad_.clear();
-  step_start_.clear();
+  step_.accumulate_decrease(s.model(), window_loss_);
   if (++window_steps_ < options_.delta_t) return;
   // The window's scores: its loss decrease over ½ F Δ² + ε.
   for (const auto& p : s.model().named_parameters()) {
@@ -77,10 +64,7 @@ void RWalkPlugin::after_update(Strategy& s) {
   window_steps_ = 0;
 }
 
-void RWalkPlugin::iteration_failed(Strategy&) {
-  step_grad_.clear();
-  step_start_.clear();
-}
+void RWalkPlugin::iteration_failed(Strategy&) { step_.clear(); }
 
 void RWalkPlugin::after_training_exp(Strategy& s) {
   torch::NoGradGuard ng;

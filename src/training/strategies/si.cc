@@ -19,34 +19,13 @@ void SynapticIntelligencePlugin::before_training_exp(Strategy& s) {
 }
 
 void SynapticIntelligencePlugin::after_backward(Strategy& s) {
-  torch::NoGradGuard ng;
-  step_grad_.clear();
-  step_start_.clear();
-  for (const auto& p : s.model().named_parameters()) {
-    const at::Tensor& theta = p.value();
-    if (!theta.grad().defined()) continue;
-    step_grad_[p.key()] = theta.grad().clone();  // the task's own gradient
-    step_start_[p.key()] = theta.detach().clone();
-  }
+  step_.record(s.model());  // the task's own gradient
   add_quadratic_penalty_gradient(s.model(), importance_, reference_, options_.lambda);  // c Σ Ω (θ − θ*)²
 }
 
-void SynapticIntelligencePlugin::after_update(Strategy& s) {
-  torch::NoGradGuard ng;
-  for (const auto& p : s.model().named_parameters()) {
-    auto g = step_grad_.find(p.key());
-    auto w = omega_.find(p.key());
-    if (g == step_grad_.end() || w == omega_.end() || w->second.sizes() != p.value().sizes()) continue;
-    w->second.sub_(g->second * (p.value() - step_start_.at(p.key())));
-  }
-  step_grad_.clear();
-  step_start_.clear();
-}
+void SynapticIntelligencePlugin::after_update(Strategy& s) { step_.accumulate_decrease(s.model(), omega_); }
 
-void SynapticIntelligencePlugin::iteration_failed(Strategy&) {
-  step_grad_.clear();
-  step_start_.clear();
-}
+void SynapticIntelligencePlugin::iteration_failed(Strategy&) { step_.clear(); }
 
 void SynapticIntelligencePlugin::after_training_exp(Strategy& s) {
   torch::NoGradGuard ng;

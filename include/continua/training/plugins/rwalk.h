@@ -46,7 +46,7 @@ class RWalkPlugin : public Plugin {
   ParameterMap fisher_, scores_, exp_scores_, importance_, reference_;
   ParameterMap window_loss_, window_start_;  // the current window
   int64_t window_steps_ = 0;
-  ParameterMap step_grad_, step_start_;  // within one iteration only
+  StepRecord step_;  // within one iteration only
 };
 
 }  // namespace continua

@@ -45,7 +45,7 @@ class SynapticIntelligencePlugin : public Plugin {
  private:
   Options options_;
   ParameterMap omega_, importance_, reference_;
-  ParameterMap step_grad_, step_start_;  // within one iteration only
+  StepRecord step_;  // within one iteration only
 };
 
 }  // namespace continua
