@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "continua/errors.h"
+#include "continua/models/dropout.h"
 
 namespace continua {
 
@@ -270,7 +271,7 @@ SimpleMLP::SimpleMLP(const ModelOptions& o) : Model(o) {
   for (int64_t i = 0; i < o.layers_; ++i) {
     seq->push_back(torch::nn::Linear(in, o.hidden_));
     seq->push_back(torch::nn::ReLU());
-    if (o.dropout_ > 0) seq->push_back(torch::nn::Dropout(o.dropout_));
+    if (o.dropout_ > 0) seq->push_back(Dropout(o.dropout_));
     in = o.hidden_;
   }
   features_ = register_module("features", seq);
@@ -291,7 +292,7 @@ SimpleCNN::SimpleCNN(const ModelOptions& o) : Model(o) {
       torch::nn::MaxPool2d(2), torch::nn::Flatten(),
       torch::nn::Linear(32 * (o.image_size_ / 4) * (o.image_size_ / 4), o.hidden_),
       torch::nn::ReLU());
-  if (o.dropout_ > 0) seq->push_back(torch::nn::Dropout(o.dropout_));
+  if (o.dropout_ > 0) seq->push_back(Dropout(o.dropout_));
   features_ = register_module("features", seq);
   make_classifier(o.hidden_);
 }
