@@ -9,12 +9,19 @@
 
 namespace continua {
 
-at::Tensor gem_project(const at::Tensor& G, const at::Tensor& g, double margin, double eps) {
-  // The K×K dual in double; the products with G in G's own precision.
+at::Tensor gem_project(const at::Tensor& G, const at::Tensor& g, double margin, double eps, const at::Tensor& Gg) {
+  // The K×K dual in double; the products with G in G's own precision. GGᵀ
+  // as K(K+1)/2 dot products: BLAS's matrix product of a [K, P] by a
+  // [P, K] matrix (K <= experiences, P the parameters) is several times
+  // slower than the dots for the K of continual learning.
   const int64_t k = G.size(0);
-  at::Tensor P = G.mm(G.t()).to(at::kCPU, at::kDouble);
-  P = 0.5 * (P + P.t()) + eps * at::eye(k, at::kDouble);
-  const at::Tensor q = G.mv(g).to(at::kCPU, at::kDouble);
+  at::Tensor P = at::empty({k, k}, at::kDouble);
+  auto p = P.accessor<double, 2>();
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t j = i; j < k; ++j) p[i][j] = p[j][i] = G[i].dot(G[j]).item<double>();
+  }
+  P += eps * at::eye(k, at::kDouble);
+  const at::Tensor q = (Gg.defined() ? Gg : G.mv(g)).to(at::kCPU, at::kDouble);
   // v = γ + u with u >= 0: min ½ uᵀPu + (q + Pγ1)ᵀu.
   const at::Tensor c = q + P.mv(at::full({k}, margin, at::kDouble));
   const at::Tensor Pc = P.contiguous(), cc = c.contiguous();
@@ -26,16 +33,33 @@ at::Tensor gem_project(const at::Tensor& G, const at::Tensor& g, double margin, 
 }
 
 at::Tensor memory_gradients(Strategy& s, const std::vector<MiniBatch>& batches) {
-  std::vector<at::Tensor> rows;
+  // torch::autograd::grad rather than backward(): the gradients come out as
+  // new tensors, written straight into their row, and the parameters' .grad
+  // (zeroed before every iteration's own backward) is left alone.
   const c10::Device dev = s.device();
-  for (const MiniBatch& b : batches) {
-    const MiniBatch m = b.to(dev);
-    s.optimizer().zero_grad();
-    torch::nn::functional::cross_entropy(s.model().forward(m.x, m.t), m.y).backward();
-    rows.push_back(flat_gradient(s.model()));
+  const std::vector<at::Tensor> params = s.model().parameters();
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  at::Tensor G = at::empty({int64_t(batches.size()), total}, params.front().options());
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const MiniBatch m = batches[k].to(dev);
+    const at::Tensor loss = torch::nn::functional::cross_entropy(s.model().forward(m.x, m.t), m.y);
+    const auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/false,
+                                             /*create_graph=*/false, /*allow_unused=*/true);
+    at::Tensor row = G[int64_t(k)];
+    int64_t at_ = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const int64_t n = params[i].numel();
+      at::Tensor part = row.narrow(0, at_, n);
+      if (grads[i].defined()) {
+        part.copy_(grads[i].reshape({n}));
+      } else {
+        part.zero_();
+      }
+      at_ += n;
+    }
   }
-  s.optimizer().zero_grad();
-  return at::stack(rows);
+  return G;
 }
 
 GEMPlugin::GEMPlugin(Options options)
@@ -51,7 +75,7 @@ void GEMPlugin::before_training_iteration(Strategy& s) {
   // The memory changes only between experiences: its batches are gathered
   // once (not state: rebuilt from the memory after a load).
   if (batches_.empty()) {
-    for (const auto& [exp, slots] : memory_.slots_by_experience()) batches_.push_back(memory_.get(slots));
+    for (const auto& [exp, slots] : memory_.slots_by_original_experience()) batches_.push_back(memory_.get(slots));
   }
   past_grads_ = memory_gradients(s, batches_);
 }
@@ -59,8 +83,9 @@ void GEMPlugin::before_training_iteration(Strategy& s) {
 void GEMPlugin::after_backward(Strategy& s) {
   if (!past_grads_.defined()) return;
   const at::Tensor g = flat_gradient(s.model());
-  if (past_grads_.mv(g).lt(0).any().item<bool>()) {
-    set_flat_gradient(s.model(), gem_project(past_grads_, g, options_.strength));
+  const at::Tensor Gg = past_grads_.mv(g);
+  if (Gg.lt(0).any().item<bool>()) {
+    set_flat_gradient(s.model(), gem_project(past_grads_, g, options_.strength, 1e-3, Gg));
     ++projections_;
   }
   past_grads_ = at::Tensor();

@@ -18,7 +18,9 @@
 namespace continua {
 
 // g̃ for the gradients of the past experiences G [K, P] and the new one g [P].
-at::Tensor gem_project(const at::Tensor& G, const at::Tensor& g, double margin, double eps = 1e-3);
+// Gg: G·g when the caller has it already (GEM's violation check).
+at::Tensor gem_project(const at::Tensor& G, const at::Tensor& g, double margin, double eps = 1e-3,
+                       const at::Tensor& Gg = {});
 
 class GEMPlugin : public Plugin {
  public:
