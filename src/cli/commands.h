@@ -14,7 +14,8 @@ namespace continua::cli {
 struct RunOptions {
   std::string config;
   std::string benchmark = "split-fmnist";
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string dataset;   // for a scenario name alone: fmnist, ..., or FORMAT:PATH
+  std::string data_dir;  // empty: the dataset's default folder (Fashion-MNIST's Debian package)
   std::string strategy = "naive";
   std::string model = "mlp";
   int64_t experiences = 5;
@@ -31,6 +32,10 @@ struct RunOptions {
   int64_t subset = 0;
   std::string class_order;  // "4,5,8,2,..."; empty: drawn from the seed
   bool task_labels = false;
+  std::string rotations;        // "0,90,-45"; empty: drawn from the seed
+  int64_t online_chunk = 0;     // 0: not online
+  bool online_boundaries = false;
+  double validation_split = 0;
   // The options of the registered strategies (training/registry.h) given on
   // the command line or in the config file: name without "--" -> text.
   std::map<std::string, std::string> strategy_options;

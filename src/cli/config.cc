@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "cli/commands.h"
+#include "continua/data/benchmark.h"
 #include "continua/errors.h"
 #include "continua/format/safetensors.h"
 #include "continua/training/registry.h"
@@ -34,8 +35,12 @@ struct RunField {
 const std::vector<RunField>& run_fields() {
   using R = RunOptions;
   static const std::vector<RunField> fields = {
-      {"benchmark", &R::benchmark, "split-fmnist, permuted-fmnist, split-synthetic", true, true},
-      {"data-dir", &R::data_dir, "folder with the Fashion-MNIST IDX files", true, false},
+      {"benchmark", &R::benchmark, "", true, true},  // help: the benchmark names
+      {"dataset", &R::dataset,
+       "the dataset of a scenario named alone (--benchmark split|permuted|rotated|instances): fmnist, mnist, "
+       "synthetic, or FORMAT:PATH", true, true},
+      {"data-dir", &R::data_dir,
+       "folder with the dataset's files (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist)", true, false},
       {"strategy", &R::strategy, "", true, true},  // help: the registry's names
       {"model", &R::model, "mlp, cnn", true, true},
       {"experiences", &R::experiences, "experiences in the stream", true, true},
@@ -55,13 +60,24 @@ const std::vector<RunField>& run_fields() {
        "default: drawn from the seed)", true, true},
       {"task-labels", &R::task_labels,
        "task-incremental: experience i is task i, one head per task (multi-head)", true, true},
+      {"rotations", &R::rotations,
+       "rotated benchmarks: each experience's angle in degrees, comma-separated (default: drawn from the seed "
+       "in [-180, 180])", true, true},
+      {"online-chunk", &R::online_chunk,
+       "online (task-free): cut each training experience into experiences of N samples, trained in one pass; "
+       "evaluation and checkpoints at the original experiences' ends (0: off)", true, true},
+      {"online-boundaries", &R::online_boundaries,
+       "online: let strategies see which original experience a chunk comes from", true, true},
+      {"validation-split", &R::validation_split,
+       "move this class-balanced fraction of each training experience into a validation stream, evaluated "
+       "like the test stream", true, true},
       {"device", &R::device, "cpu, cuda, cuda:N", true, false},
       {"threads", &R::threads,
        "LibTorch threads (0: auto, the fastest measured: OpenBLAS's pool gets the cores)", false, false},
       {"out", &R::out, "folder for metrics.jsonl, metrics.csv, results.json", false, false},
       {"checkpoint", &R::checkpoint, "save after every experience and resume from this file when it exists",
        false, false},
-      {"max-experiences", &R::max_experiences, "train at most K experiences in this invocation, then exit 0",
+      {"max-experiences", &R::max_experiences, "train at most K experiences in this invocation, then exit 0 (online: K original experiences)",
        false, false},
       {"verbosity", &R::verbosity, "quiet, normal, verbose", false, false},
       {"checkpoint-dir", &R::checkpoint_dir,
@@ -100,6 +116,7 @@ void add_run_options(CLI::App& app, RunOptions& o) {
     const std::string flag = "--" + std::string(f.name);
     std::string help = f.help;
     if (std::string(f.name) == "strategy") help = joined(strategy_names()) + " (`continua strategies`)";
+    if (std::string(f.name) == "benchmark") help = joined(benchmark_names());
     std::visit(
         [&](auto member) {
           using T = std::decay_t<decltype(o.*member)>;

@@ -134,33 +134,44 @@ class IterationTimer final : public Plugin {
   int64_t iterations_ = 0;
 };
 
-std::vector<int64_t> parse_class_order(const std::string& text) {
-  std::vector<int64_t> order;
-  if (text.empty()) return order;
+// A comma-separated list of numbers ("4,5,8"); empty text, an empty list.
+template <typename T>
+std::vector<T> parse_list(const std::string& text, const char* option, const char* example) {
+  std::vector<T> out;
+  if (text.empty()) return out;
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) {
     try {
       size_t used = 0;
-      order.push_back(std::stoll(item, &used));
+      if constexpr (std::is_integral_v<T>) {
+        out.push_back(T(std::stoll(item, &used)));
+      } else {
+        out.push_back(T(std::stod(item, &used)));
+      }
       if (used != item.size()) throw std::invalid_argument(item);
     } catch (const std::exception&) {
-      throw InvalidArgument("--class-order: '" + item + "' is not a class number (expected e.g. 4,5,8,2,...)");
+      throw InvalidArgument(std::string(option) + ": '" + item + "' is not a number (expected e.g. " + example + ")");
     }
   }
-  return order;
+  return out;
 }
 
 // Step 1 of a run: the benchmark, the model on it, the evaluator.
 std::shared_ptr<Benchmark> build_run_benchmark(const RunOptions& o) {
   return make_benchmark(BenchmarkOptions()
                             .name(o.benchmark)
+                            .dataset(o.dataset)
                             .data_dir(o.data_dir)
                             .experiences(o.experiences)
                             .seed(o.seed)
                             .subset(o.subset)
-                            .class_order(parse_class_order(o.class_order))
-                            .task_labels(o.task_labels));
+                            .class_order(parse_list<int64_t>(o.class_order, "--class-order", "4,5,8,2,..."))
+                            .task_labels(o.task_labels)
+                            .rotations(parse_list<double>(o.rotations, "--rotations", "0,45,90"))
+                            .online_chunk(o.online_chunk)
+                            .online_boundaries(o.online_boundaries)
+                            .validation_split(o.validation_split));
 }
 
 std::shared_ptr<Model> build_run_model(const RunOptions& o, const Benchmark& bench) {
@@ -431,18 +442,23 @@ class SavePolicy {
 };
 
 // Step 4: the loop over the stream from `initial`: train, evaluate on the
-// test stream, save. Returns whether it stopped before the end.
+// test stream (and the validation stream), save. An online stream is
+// evaluated and saved when a chunk ends one of the original experiences.
+// Returns whether it stopped before the end.
 bool train_stream(const RunOptions& o, BuiltRun& r, const StopSignals& signals, SavePolicy& saves,
                   int64_t initial) {
   Strategy& strategy = *r.strategy;
-  const int64_t total = int64_t(r.bench->train_stream().size());
+  const Benchmark& bench = *r.bench;
+  const int64_t total = int64_t(bench.train_stream().size());
   int64_t done_here = 0;
   for (int64_t i = initial; i < total; ++i) {
     if (o.max_experiences > 0 && done_here >= o.max_experiences) break;
     if (r.stop_agreed(signals)) return true;
     saves.changed();  // train() changes the state even if it stops at once
-    if (!strategy.train(r.bench->train_stream()[i])) return true;
-    strategy.eval(r.bench->test_stream());
+    if (!strategy.train(bench.train_stream()[size_t(i)])) return true;
+    if (bench.original_experiences_done(i + 1) == bench.original_experiences_done(i)) continue;
+    strategy.eval(bench.test_stream());
+    if (!bench.valid_stream().empty()) strategy.eval(bench.valid_stream());
     saves.experience_done();
     ++done_here;
   }

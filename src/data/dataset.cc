@@ -30,10 +30,12 @@ std::vector<int64_t> TensorDataset::sample_shape() const {
   return s;
 }
 
+at::Tensor bytes_to_float(const at::Tensor& bytes) { return bytes.to(at::kFloat).mul_(1.0f / 255.0f); }
+
 Batch TensorDataset::get(const at::Tensor& indices) const {
   at::Tensor x = inputs_.index_select(0, indices);
   if (x.scalar_type() == at::kByte) {
-    x = x.to(at::kFloat).mul_(1.0f / 255.0f);
+    x = bytes_to_float(x);
   } else if (x.scalar_type() != at::kFloat) {
     x = x.to(at::kFloat);
   }

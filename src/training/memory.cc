@@ -64,10 +64,25 @@ Memory::Memory(MemoryOptions options)
   priorities_ = at::empty({0}, at::kFloat);
 }
 
+namespace {
+// Online chunks whose boundaries the benchmark shows count as their original
+// experience: shares and quotas go by those.
+bool grouped_by_origin(const Benchmark* b) { return b && b->online() && b->online_boundaries(); }
+}  // namespace
+
 int64_t Memory::quota() const {
   if (options_.per_experience_ > 0) return options_.per_experience_;
-  const int64_t n = benchmark_ ? int64_t(benchmark_->train_stream().size()) : 1;
+  const int64_t n = !benchmark_                           ? 1
+                    : grouped_by_origin(benchmark_.get()) ? benchmark_->original_experiences()
+                                                          : int64_t(benchmark_->train_stream().size());
   return options_.size_ / std::max<int64_t>(n, 1);
+}
+
+at::Tensor Memory::group_of(const at::Tensor& experiences) const {
+  if (!grouped_by_origin(benchmark_.get())) return experiences;
+  std::vector<int64_t> table;
+  for (const auto& e : benchmark_->train_stream()) table.push_back(e.online_origin().experience);
+  return at::tensor(table, at::kLong).index_select(0, experiences);
 }
 
 void Memory::bind(const Experience& e) {
@@ -97,6 +112,7 @@ std::map<int64_t, at::Tensor> slots_by(const at::Tensor& keys) {
 
 std::map<int64_t, at::Tensor> Memory::slots_by_class() const { return slots_by(labels_); }
 std::map<int64_t, at::Tensor> Memory::slots_by_experience() const { return slots_by(experiences_); }
+std::map<int64_t, at::Tensor> Memory::slots_by_original_experience() const { return slots_by(group_of(experiences_)); }
 
 void Memory::take(const at::Tensor& slots) {
   experiences_ = experiences_.index_select(0, slots);
@@ -157,8 +173,8 @@ void Memory::update(const Experience& exp, const FeatureFunction& features, cons
         most = (options_.size_ + int64_t(classes.size()) - 1) / int64_t(classes.size());
       } else if (options_.policy_ == "experience-balanced" && options_.per_experience_ == 0) {
         std::set<int64_t> exps;
-        for (const auto& [e, slots] : slots_by(experiences_)) exps.insert(e);
-        exps.insert(exp.index());
+        for (const auto& [e, slots] : slots_by(group_of(experiences_))) exps.insert(e);
+        exps.insert(group_of(at::full({1}, exp.index(), at::kLong))[0].item<int64_t>());
         most = (options_.size_ + int64_t(exps.size()) - 1) / int64_t(exps.size());
       }
       at::Tensor picks = herding_order(f, std::min<int64_t>(most, cand.size(0)));
@@ -182,7 +198,7 @@ void Memory::update(const Experience& exp, const FeatureFunction& features, cons
   if (options_.policy_ == "reservoir") {
     groups.push_back(at::arange(size(), at::kLong));
   } else {
-    for (auto& [key, slots] : slots_by(options_.policy_ == "class-balanced" ? labels_ : experiences_)) {
+    for (auto& [key, slots] : slots_by(options_.policy_ == "class-balanced" ? labels_ : group_of(experiences_))) {
       groups.push_back(slots);
     }
   }
@@ -330,6 +346,18 @@ at::Tensor Memory::sample(int64_t n) {
   const int64_t m = size();
   if (m == 0 || n <= 0) return at::empty({0}, at::kLong);
   return at::randperm(m, generator_, at::kLong).narrow(0, 0, std::min(n, m));
+}
+
+at::Tensor Memory::sample_per_experience(int64_t n) {
+  const auto groups = slots_by_original_experience();
+  if (groups.empty() || n <= 0) return at::empty({0}, at::kLong);
+  const int64_t each = std::max<int64_t>(1, n / int64_t(groups.size()));
+  std::vector<at::Tensor> picks;
+  for (const auto& [e, slots] : groups) {
+    const int64_t take = std::min<int64_t>(each, slots.size(0));
+    picks.push_back(slots.index_select(0, at::randperm(slots.size(0), generator_, at::kLong).narrow(0, 0, take)));
+  }
+  return at::cat(picks);
 }
 
 MiniBatch Memory::get(const at::Tensor& slots) const {

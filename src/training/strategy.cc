@@ -298,7 +298,11 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
   const c10::Device dev = device();
   std::vector<EvalResult> results;
   EvalRecord record;
-  record.trained_experiences = clock_.train_experiences;
+  // Online chunks count by the original experiences they complete: the
+  // accuracy matrix has a row per original experience.
+  record.trained_experiences = stream.empty() || !stream.front().origin()
+                                   ? clock_.train_experiences
+                                   : stream.front().origin()->original_experiences_done(clock_.train_experiences);
   record.stream = stream.empty() ? "" : stream.front().stream();
   int64_t total = 0, total_correct = 0;
   double total_loss = 0;

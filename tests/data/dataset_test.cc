@@ -163,6 +163,14 @@ TEST(Benchmark, ClassOrderFixesWhichClassesEachExperienceBrings) {
   EXPECT_EQ(b->num_tasks(), 1);
 }
 
+TEST(Benchmark, ClassesThatDoNotDivideEvenlyGoToTheFirstExperiences) {
+  auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(3).experiences(3).class_order({4, 5, 8, 2, 9, 6, 1, 7, 0, 3}));
+  ASSERT_EQ(b->train_stream().size(), 3u);
+  EXPECT_EQ(b->train_stream()[0].classes(), (std::vector<int64_t>{2, 4, 5, 8}));
+  EXPECT_EQ(b->train_stream()[1].classes(), (std::vector<int64_t>{1, 6, 9}));
+  EXPECT_EQ(b->train_stream()[2].classes(), (std::vector<int64_t>{0, 3, 7}));
+}
+
 TEST(Benchmark, TaskLabelsMakeEachExperienceATask) {
   auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(3).task_labels(true));
   EXPECT_EQ(b->num_tasks(), 5);
@@ -183,7 +191,7 @@ TEST(Benchmark, ImpossibleOptionsNameTheOption) {
     }
   };
   expect_msg(BenchmarkOptions().name("nope"), "--benchmark");
-  expect_msg(BenchmarkOptions().name("split-synthetic").experiences(3), "--experiences");
+  expect_msg(BenchmarkOptions().name("split-synthetic").experiences(11), "--experiences");
   expect_msg(BenchmarkOptions().name("split-synthetic").experiences(-1), "--experiences");
   expect_msg(BenchmarkOptions().name("split-synthetic").subset(-2), "--subset");
   expect_msg(BenchmarkOptions().name("split-synthetic").class_order({0, 1, 2}), "--class-order");
@@ -221,11 +229,11 @@ TEST_F(Fmnist, SplitHasFiveExperiencesOfTwoClasses) {
 TEST_F(Fmnist, PermutedAppliesOnePermutationPerExperience) {
   auto b = make_benchmark(BenchmarkOptions().name("permuted-fmnist").seed(1).subset(100).experiences(3));
   ASSERT_EQ(b->train_stream().size(), 3u);
-  const auto& p0 = b->train_stream()[0].permutation();
-  const auto& p1 = b->train_stream()[1].permutation();
+  const auto& p0 = b->train_stream()[0].pixel_map();
+  const auto& p1 = b->train_stream()[1].pixel_map();
   EXPECT_TRUE(std::get<0>(p0.sort()).equal(torch::arange(784, torch::kLong)));
   EXPECT_FALSE(p0.equal(p1));
-  EXPECT_TRUE(b->test_stream()[1].permutation().equal(p1));
+  EXPECT_TRUE(b->test_stream()[1].pixel_map().equal(p1));
   // The pixels of a sample are the base image's pixels, permuted, and
   // normalised with Fashion-MNIST's mean and deviation (as Avalanche's).
   const Experience& e = b->train_stream()[1];

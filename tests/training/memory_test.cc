@@ -173,6 +173,54 @@ TEST(Memory, StateRoundTripsAndRefusesReferencesOutsideTheBenchmark) {
   EXPECT_THROW(other_size.load_state(StateReader(tree, "m")), InvalidArgument);
 }
 
+// Online chunks: experience-balanced shares per chunk when the boundaries
+// are hidden (each chunk is an experience, as Avalanche's buffer sees it),
+// per original experience when the benchmark shows them.
+TEST(Memory, OnlineSharesGoByOriginalExperienceOnlyWhenBoundariesShow) {
+  auto hidden = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(1).subset(40).experiences(2).online_chunk(10));
+  auto shown = make_benchmark(
+      BenchmarkOptions().name("split-synthetic").seed(1).subset(40).experiences(2).online_chunk(10).online_boundaries(true));
+  ASSERT_EQ(hidden->train_stream().size(), 8u);
+  Memory h(MemoryOptions().size(16).seed(2)), v(MemoryOptions().size(16).seed(2));
+  for (const auto& e : hidden->train_stream()) h.update(e);
+  for (const auto& e : shown->train_stream()) v.update(e);
+  // Hidden: 8 chunks, 2 slots each.
+  ASSERT_EQ(h.slots_by_experience().size(), 8u);
+  for (const auto& [e, slots] : h.slots_by_experience()) EXPECT_EQ(slots.numel(), 2) << e;
+  EXPECT_EQ(h.slots_by_original_experience().size(), 8u);
+  // Shown: 2 original experiences, 8 slots each, spread over their chunks.
+  const auto by_origin = v.slots_by_original_experience();
+  ASSERT_EQ(by_origin.size(), 2u);
+  for (const auto& [e, slots] : by_origin) EXPECT_EQ(slots.numel(), 8) << e;
+  EXPECT_GT(v.slots_by_experience().size(), 2u);
+}
+
+// A-GEM's reference batch: the same number of distinct slots from each
+// experience in the memory, uniform within each.
+TEST(Memory, SamplePerExperienceTakesEqualDistinctSharesOfEachExperience) {
+  auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(1));
+  Memory m(MemoryOptions().size(100).per_experience(-1).seed(4));
+  for (size_t e = 0; e < 4; ++e) m.update(b->train_stream()[e]);
+  ASSERT_EQ(m.size(), 80);
+  std::map<int64_t, std::set<int64_t>> hits;
+  for (int round = 0; round < 50; ++round) {
+    const at::Tensor slots = m.sample_per_experience(64);
+    ASSERT_EQ(slots.numel(), 64);
+    std::set<int64_t> distinct;
+    std::map<int64_t, int> per;
+    for (int64_t i = 0; i < 64; ++i) {
+      const int64_t slot = slots[i].item<int64_t>();
+      EXPECT_TRUE(distinct.insert(slot).second);
+      ++per[m.experiences()[slot].item<int64_t>()];
+      hits[m.experiences()[slot].item<int64_t>()].insert(slot);
+    }
+    for (int64_t e = 0; e < 4; ++e) EXPECT_EQ(per[e], 16) << e;
+  }
+  // Over the rounds every slot of every experience comes up: not a fixed subset.
+  for (const auto& [e, slots] : hits) EXPECT_EQ(slots.size(), 20u) << e;
+  EXPECT_EQ(m.sample_per_experience(3).numel(), 4);  // at least one of each
+}
+
 // A memory of 5,000 costs its indices in the checkpoint, not its samples.
 TEST(Memory, CheckpointGrowsOnlyByIndicesAndPayload) {
   auto b = make_benchmark(BenchmarkOptions().name("split-synthetic").seed(1));

@@ -45,6 +45,10 @@ class Dataset {
   virtual const at::Tensor& targets() const = 0;
 };
 
+// uint8 pixels as float32 in [0, 1] (x / 255, as torchvision's ToTensor):
+// the one conversion every dataset and benchmark uses.
+at::Tensor bytes_to_float(const at::Tensor& bytes);
+
 // Samples held as tensors: inputs of any dtype (uint8 is scaled by 1/255) and
 // int64 targets.
 class TensorDataset : public Dataset {

@@ -100,6 +100,10 @@ class Memory : public Stateful {
 
   // A uniform draw of at most n distinct slots, from the memory's generator.
   at::Tensor sample(int64_t n);
+  // A stratified draw: n / k distinct slots (at least 1) from each of the k
+  // original experiences in the memory, uniform within each (A-GEM's
+  // reference batch as Avalanche draws it).
+  at::Tensor sample_per_experience(int64_t n);
   // The samples at these slots, with their task labels, slots and payload.
   MiniBatch get(const at::Tensor& slots) const;
 
@@ -108,9 +112,13 @@ class Memory : public Stateful {
   const at::Tensor& positions() const { return positions_; }
   const at::Tensor& labels() const { return labels_; }
   at::Tensor tasks() const;
-  // Slots per class label / per experience index.
+  // Slots per class label / per experience index / per original experience
+  // (the experience index, except for online chunks whose boundaries the
+  // benchmark shows: experience-balanced shares and per_experience quotas go
+  // by these).
   std::map<int64_t, at::Tensor> slots_by_class() const;
   std::map<int64_t, at::Tensor> slots_by_experience() const;
+  std::map<int64_t, at::Tensor> slots_by_original_experience() const;
   const std::shared_ptr<const Benchmark>& benchmark() const { return benchmark_; }
   at::Generator& generator() { return generator_; }
 
@@ -128,6 +136,7 @@ class Memory : public Stateful {
  private:
   void bind(const Experience& experience);
   int64_t quota() const;  // samples per experience with per_experience
+  at::Tensor group_of(const at::Tensor& experiences) const;  // their original experiences
   // Keeps, of the slots in `keep` (by share), the highest priorities.
   void select(const std::vector<at::Tensor>& groups, const std::vector<int64_t>& caps);
   void take(const at::Tensor& slots);  // keep these slots, in this order

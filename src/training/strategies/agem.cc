@@ -25,7 +25,9 @@ AGEMPlugin::AGEMPlugin(Options options)
 void AGEMPlugin::before_training_iteration(Strategy& s) {
   reference_grad_ = at::Tensor();
   if (memory_.size() == 0) return;
-  reference_grad_ = memory_gradients(s, {memory_.get(memory_.sample(options_.sample_size))})[0];
+  const at::Tensor slots = options_.balanced ? memory_.sample_per_experience(options_.sample_size)
+                                             : memory_.sample(options_.sample_size);
+  reference_grad_ = memory_gradients(s, {memory_.get(slots)})[0];
 }
 
 void AGEMPlugin::after_backward(Strategy& s) {
@@ -61,10 +63,14 @@ CONTINUA_REGISTER_STRATEGY(StrategyInfo{
     "Averaged GEM (Chaudhry et al. 2019): the gradient projected so that the loss on a memory sample does "
     "not increase",
     {memory_options()[0],
-     StrategyOption::integer("agem-sample-size", 64, "memory samples drawn for the reference gradient")},
+     StrategyOption::integer("agem-sample-size", 64, "memory samples drawn for the reference gradient"),
+     StrategyOption::text("agem-sampling", "experience-balanced",
+                          "how the reference batch is drawn: the same number from each past experience "
+                          "(Avalanche) or uniformly over the memory",
+                          {"experience-balanced", "uniform"})},
     [](Strategy& s, const StrategyConfig& c) {
-      s.add_plugin(std::make_shared<AGEMPlugin>(
-          AGEMPlugin::Options{c.integer("mem-size"), c.integer("agem-sample-size"), c.seed()}));
+      s.add_plugin(std::make_shared<AGEMPlugin>(AGEMPlugin::Options{
+          c.integer("mem-size"), c.integer("agem-sample-size"), c.seed(), c.text("agem-sampling") == "experience-balanced"}));
     }});
 
 }  // namespace continua

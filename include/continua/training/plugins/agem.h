@@ -1,8 +1,11 @@
 // Averaged GEM (Chaudhry et al. 2019); strategy "agem".
 //
 // A memory of --mem-size / (number of experiences) random samples per past
-// experience. Every iteration draws --agem-sample-size samples uniformly
-// from the whole memory and computes their loss gradient g_ref; a new
+// experience. Every iteration draws --agem-sample-size samples from the
+// memory (--agem-sampling experience-balanced, the default: the same number
+// from each past experience, uniform within it, as Avalanche's
+// GroupBalancedInfiniteDataLoader; uniform: uniform over the whole memory,
+// the paper's words) and computes their loss gradient g_ref; a new
 // gradient g with g · g_ref < 0 is replaced by g − (g·g_ref / g_ref·g_ref) g_ref,
 // the closest vector that does not increase the reference loss to first order.
 //
@@ -22,6 +25,7 @@ class AGEMPlugin : public Plugin {
     int64_t mem_size = 500;
     int64_t sample_size = 64;
     uint64_t seed = 0;
+    bool balanced = true;  // --agem-sampling experience-balanced
   };
   explicit AGEMPlugin(Options options);
   std::string name() const override { return "agem"; }
