@@ -114,6 +114,8 @@ TEST_P(ReadFaults, EveryReadOfALoadFailsCleanly) {
     }
   }
   EXPECT_EQ(failures, calls * (kind == Kind::kFlip ? 3 : 1));
+  std::cout << kind_name(kind) << ": a load of a " << size << "-byte checkpoint makes " << calls
+            << " read-side calls (the map, then 4 KiB reads); " << failures << " faulted loads, each failed cleanly\n";
   // The file itself was never damaged: without faults it loads.
   fs.clear();
   maybe_load_checkpoint(*s.live, path, {}, {s.bench}, &fs);
