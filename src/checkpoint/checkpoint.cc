@@ -5,7 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sys/stat.h>
 
 #include "continua/errors.h"
 #include "continua/format/checkpoint_metadata.h"
@@ -277,8 +276,9 @@ void save_checkpoint(const Checkpointable& strategy, std::ostream& out, const Sa
 // ------------------------------------------------------------ load
 
 LoadedCheckpoint read_checkpoint(const std::string& path, const MapLocation& map_location,
-                                 const UniqueObjects& unique_objects) {
-  return read(format::SafetensorsReader::open_file(path), map_location, unique_objects);
+                                 const UniqueObjects& unique_objects, io::FileSystem* file_system) {
+  return read(format::SafetensorsReader::open_file(path, format::ReadOptions().file_system(file_system)),
+              map_location, unique_objects);
 }
 
 LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
@@ -321,10 +321,11 @@ int64_t load_state_tree(Checkpointable& strategy, const LoadedCheckpoint& checkp
 }
 
 int64_t load_checkpoint_if_present(Checkpointable& strategy, const std::string& path,
-                                   const MapLocation& map_location, const UniqueObjects& unique_objects) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return 0;
-  return load_state_tree(strategy, read_checkpoint(path, map_location, unique_objects));
+                                   const MapLocation& map_location, const UniqueObjects& unique_objects,
+                                   io::FileSystem* file_system) {
+  io::FileSystem& fs = file_system ? *file_system : io::default_file_system();
+  if (!fs.exists(path)) return 0;
+  return load_state_tree(strategy, read_checkpoint(path, map_location, unique_objects, &fs));
 }
 
 int64_t load_checkpoint_from_stream(Checkpointable& strategy, std::istream& in,

@@ -1,8 +1,5 @@
 #include "continua/checkpoint/manager.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -40,26 +37,21 @@ int64_t test_save_delay_ms() {
   return (end && *end == '\0' && ms > 0) ? int64_t(ms) : 0;
 }
 
-class DelayingFileSystem final : public io::FileSystem {
+class DelayingFileSystem final : public io::FileSystemWrapper {
  public:
-  DelayingFileSystem(io::FileSystem& base, int64_t ms) : base_(base), ms_(ms) {}
+  DelayingFileSystem(io::FileSystem& base, int64_t ms) : FileSystemWrapper(base), ms_(ms) {}
   std::unique_ptr<io::WritableFile> create_exclusive(const std::string& path) override {
-    auto f = base_.create_exclusive(path);
+    auto f = base().create_exclusive(path);
     pause();
     return f;
   }
-  void rename(const std::string& from, const std::string& to) override { base_.rename(from, to); }
   void sync_dir(const std::string& dir) override {
     pause();  // the rename is done, the directory not yet synced
-    base_.sync_dir(dir);
+    base().sync_dir(dir);
   }
-  void remove(const std::string& path) noexcept override { base_.remove(path); }
-  bool exists(const std::string& path) override { return base_.exists(path); }
-  uint64_t free_bytes(const std::string& dir) override { return base_.free_bytes(dir); }
 
  private:
   void pause() const { std::this_thread::sleep_for(std::chrono::milliseconds(ms_)); }
-  io::FileSystem& base_;
   int64_t ms_;
 };
 
@@ -78,16 +70,14 @@ CheckpointManager::CheckpointManager(const CheckpointManagerOptions& options) : 
     throw IoError("cannot create checkpoint directory '" + options_.directory_ +
                   "': " + (ec ? ec.message() : std::string("not a directory")));
   }
-  lock_ = std::make_unique<io::FileLock>(
-      (stdfs::path(options_.directory_) / kLockName).string(),
-      "checkpoint directory '" + options_.directory_ + "'",
-      "two runs must not write into the same checkpoint directory");
+  lock_ = fs().lock((stdfs::path(options_.directory_) / kLockName).string(),
+                    "checkpoint directory '" + options_.directory_ + "'",
+                    "two runs must not write into the same checkpoint directory");
   // Temporary files of a process killed in the middle of a save: we hold the
   // lock, so no live writer owns them.
-  for (const auto& e : stdfs::directory_iterator(options_.directory_, ec)) {
-    const std::string name = e.path().filename().string();
+  for (const std::string& name : fs().list_dir(options_.directory_)) {
     if (name.rfind(kPrefix, 0) == 0 && name.find(std::string(kSuffix) + ".tmp.") != std::string::npos) {
-      fs().remove(e.path().string());
+      fs().remove((stdfs::path(options_.directory_) / name).string());
     }
   }
   // Checkpoints beyond keep_last: a process killed between a commit and its
@@ -137,12 +127,10 @@ std::string CheckpointManager::path_for(int64_t step) const {
 
 std::vector<CheckpointManager::Entry> CheckpointManager::list() const {
   std::vector<Entry> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(options_.directory_, ec)) {
-    const int64_t step = parse_step(e.path().filename().string());
-    if (step >= 0) out.push_back({step, e.path().string()});
+  for (const std::string& name : fs().list_dir(options_.directory_)) {
+    const int64_t step = parse_step(name);
+    if (step >= 0) out.push_back({step, (std::filesystem::path(options_.directory_) / name).string()});
   }
-  if (ec) throw IoError("cannot list checkpoint directory '" + options_.directory_ + "': " + ec.message());
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
     return a.step != b.step ? a.step < b.step : a.path < b.path;
   });
@@ -206,20 +194,31 @@ int64_t CheckpointManager::load_newest(Checkpointable& strategy, const MapLocati
                                        const UniqueObjects& unique_objects) {
   std::vector<Entry> entries = list();
   std::vector<std::string> failures;
+  bool only_read_errors = true;
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
     LoadedCheckpoint checkpoint;
     std::string failure;
+    bool read_error = false;
     try {
-      checkpoint = read_checkpoint(it->path, map_location, unique_objects);
+      checkpoint = read_checkpoint(it->path, map_location, unique_objects, &fs());
     } catch (const CorruptionError& e) {
       failure = e.what();
     } catch (const VersionError& e) {
       failure = e.what();
     } catch (const IoError& e) {
       failure = e.what();
+      read_error = true;
     }
     if (!failure.empty()) {
       failures.push_back(failure);
+      only_read_errors = only_read_errors && read_error;
+      const char* next = std::next(it) != entries.rend() ? ", trying the previous checkpoint" : "";
+      if (read_error) {
+        // A file that cannot be read now may read later (a flaky disk, a
+        // network mount): it is skipped, not set aside.
+        warn("skipping checkpoint '" + it->path + "': " + failure + "; left in place" + next);
+        continue;
+      }
       const std::string corrupt = it->path + ".corrupt";
       std::string where = "'" + corrupt + "'";
       try {
@@ -227,8 +226,7 @@ int64_t CheckpointManager::load_newest(Checkpointable& strategy, const MapLocati
       } catch (const IoError& e) {
         where = "nowhere (" + std::string(e.what()) + ")";
       }
-      warn("skipping checkpoint '" + it->path + "': " + failure + "; moved it to " + where +
-           (std::next(it) != entries.rend() ? ", trying the previous checkpoint" : ""));
+      warn("skipping checkpoint '" + it->path + "': " + failure + "; moved it to " + where + next);
       continue;
     }
     const int64_t next = load_state_tree(strategy, checkpoint);
@@ -238,7 +236,9 @@ int64_t CheckpointManager::load_newest(Checkpointable& strategy, const MapLocati
   if (!failures.empty()) {
     std::string all;
     for (const auto& f : failures) all += "\n  " + f;
-    throw CorruptionError("no usable checkpoint in '" + options_.directory_ + "':" + all);
+    const std::string message = "no usable checkpoint in '" + options_.directory_ + "':" + all;
+    if (only_read_errors) throw IoError(message);
+    throw CorruptionError(message);
   }
   return 0;
 }

@@ -92,7 +92,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 SafetensorsReader SafetensorsReader::open_file(const std::string& path,
                                                const ReadOptions& options) {
-  auto file = std::make_shared<io::MappedFile>(io::MappedFile::open(path, "checkpoint"));
+  io::FileSystem& fs = options.fs_ ? *options.fs_ : io::default_file_system();
+  auto file = std::make_shared<io::MappedFile>(fs.map(path, "checkpoint"));
   SafetensorsReader r;
   r.base_ = file->data();
   r.size_ = file->size();

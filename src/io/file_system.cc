@@ -1,5 +1,6 @@
 #include "continua/io/file_system.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,9 +11,12 @@
 #include <cstring>
 #include <mutex>
 
+#include "continua/io/file_lock.h"
+
 namespace continua::io {
 
 WritableFile::~WritableFile() = default;
+ReadableFile::~ReadableFile() = default;
 FileSystem::~FileSystem() = default;
 
 IoError make_io_error(std::string_view operation, const std::string& path, int err) {
@@ -163,6 +167,36 @@ class PosixWritableFile final : public WritableFile {
   std::string path_;
 };
 
+class PosixReadableFile final : public ReadableFile {
+ public:
+  PosixReadableFile(int fd, uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
+  ~PosixReadableFile() override { ::close(fd_); }
+  PosixReadableFile(const PosixReadableFile&) = delete;
+  PosixReadableFile& operator=(const PosixReadableFile&) = delete;
+
+  uint64_t size() const override { return size_; }
+
+  size_t read(uint64_t offset, void* buf, size_t n) override {
+    auto* p = static_cast<char*>(buf);
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r = ::pread(fd_, p + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        throw make_io_error("read", path_, errno);
+      }
+      if (r == 0) break;  // end of file
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+  std::string path_;
+};
+
 class PosixFileSystem final : public FileSystem {
  public:
   std::unique_ptr<WritableFile> create_exclusive(const std::string& path) override {
@@ -215,6 +249,57 @@ class PosixFileSystem final : public FileSystem {
 };
 
 }  // namespace
+
+MappedFile FileSystem::map(const std::string& path, std::string_view what) { return MappedFile::open(path, what); }
+
+std::unique_ptr<ReadableFile> FileSystem::open_read(const std::string& path, std::string_view what) {
+  const std::string op = "open " + std::string(what);
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw make_io_error(op, path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw make_io_error(op, path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError("cannot " + op + " '" + path + "': not a regular file");
+  }
+  return std::make_unique<PosixReadableFile>(fd, static_cast<uint64_t>(st.st_size), path);
+}
+
+std::vector<std::string> FileSystem::list_dir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) throw make_io_error("list directory", dir, errno);
+  std::vector<std::string> names;
+  while (true) {
+    errno = 0;
+    const dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      const int err = errno;
+      ::closedir(d);
+      if (err != 0) throw make_io_error("list directory", dir, err);
+      break;
+    }
+    const std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  return names;
+}
+
+std::unique_ptr<FileLock> FileSystem::lock(const std::string& lock_path, const std::string& what,
+                                           const std::string& advice) {
+  return std::make_unique<FileLock>(lock_path, what, advice);
+}
+
+std::unique_ptr<FileLock> FileSystemWrapper::lock(const std::string& lock_path, const std::string& what,
+                                                  const std::string& advice) {
+  return base_.lock(lock_path, what, advice);
+}
 
 FileSystem& default_file_system() {
   static PosixFileSystem fs;

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <utility>
 
 #include "continua/errors.h"
@@ -56,10 +58,21 @@ MappedFile MappedFile::open(const std::string& path, std::string_view what) {
   return MappedFile(static_cast<const uint8_t*>(p), size, path);
 }
 
+MappedFile MappedFile::copy_of(const void* data, uint64_t n, std::string path) {
+  if (n == 0) return MappedFile(kEmpty, 0, std::move(path));
+  if (n > uint64_t(SIZE_MAX)) throw std::bad_alloc();
+  static const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  void* p = nullptr;
+  if (::posix_memalign(&p, page, static_cast<size_t>(n)) != 0) throw std::bad_alloc();
+  std::memcpy(p, data, static_cast<size_t>(n));
+  return MappedFile(static_cast<const uint8_t*>(p), n, std::move(path), /*copy=*/true);
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      path_(std::move(other.path_)) {}
+      path_(std::move(other.path_)),
+      copy_(std::exchange(other.copy_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -67,6 +80,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     path_ = std::move(other.path_);
+    copy_ = std::exchange(other.copy_, false);
   }
   return *this;
 }
@@ -75,15 +89,22 @@ MappedFile::~MappedFile() { unmap(); }
 
 void MappedFile::unmap() noexcept {
   if (data_ != nullptr && size_ > 0) {
-    ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+    if (copy_) {
+      std::free(const_cast<uint8_t*>(data_));
+    } else {
+      ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+    }
   }
   data_ = nullptr;
   size_ = 0;
+  copy_ = false;
 }
 
 void MappedFile::drop_pages(const void* p, uint64_t length) const noexcept {
   static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
   const auto* at = static_cast<const uint8_t*>(p);
+  // MADV_DONTNEED on our own heap pages would zero them, not re-read them.
+  if (copy_) return;
   if (data_ == nullptr || size_ == 0 || at < data_ || at >= data_ + size_) return;
   const uint64_t offset = uint64_t(at - data_);
   const uint64_t end = std::min(size_, offset + std::min(length, size_ - offset));

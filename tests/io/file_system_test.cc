@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "continua/io/fault_injection.h"
+#include "continua/io/file_lock.h"
 #include "continua/io/mapped_file.h"
 #include "temp_dir.h"
 
@@ -149,6 +152,131 @@ TEST(MappedFile, ErrorsNameThePath) {
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
   }
+}
+
+TEST(MappedFile, CopyOfHoldsTheBytesAndIgnoresDropPages) {
+  const std::string bytes(10000, 'c');
+  MappedFile m = MappedFile::copy_of(bytes.data(), bytes.size(), "/x/copy");
+  ASSERT_EQ(m.size(), bytes.size());
+  EXPECT_TRUE(m.is_copy());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(m.data()) % 4096, 0u);  // page-aligned, as a mapping
+  m.drop_pages(m.data(), m.size());  // must not zero our own memory
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), m.size()), bytes);
+  MappedFile moved = std::move(m);
+  EXPECT_TRUE(moved.is_copy());
+  EXPECT_EQ(moved.path(), "/x/copy");
+  EXPECT_EQ(MappedFile::copy_of(nullptr, 0, "e").size(), 0u);
+}
+
+TEST(PosixFileSystem, ReadSideOpensReadsListsAndLocks) {
+  TempDir dir;
+  FileSystem& fs = default_file_system();
+  continua::testing::write_all(dir.file("a"), "0123456789");
+  continua::testing::write_all(dir.file("b"), "");
+  auto f = fs.open_read(dir.file("a"), "file");
+  EXPECT_EQ(f->size(), 10u);
+  char buf[16] = {};
+  EXPECT_EQ(f->read(3, buf, 4), 4u);
+  EXPECT_EQ(std::string(buf, 4), "3456");
+  EXPECT_EQ(f->read(8, buf, 16), 2u);  // fewer only at the end of the file
+  EXPECT_EQ(std::string(buf, 2), "89");
+  EXPECT_EQ(f->read(10, buf, 16), 0u);
+  MappedFile m = fs.map(dir.file("a"), "file");
+  EXPECT_FALSE(m.is_copy());  // the default maps
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), m.size()), "0123456789");
+  auto names = fs.list_dir(dir.path());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b"}));
+  {
+    auto held = fs.lock(dir.file("LOCK"), "dir", "advice");
+    EXPECT_THROW(fs.lock(dir.file("LOCK"), "dir", "advice"), IoError);
+  }
+  EXPECT_NO_THROW(fs.lock(dir.file("LOCK"), "dir", "advice"));
+  try {
+    fs.open_read(dir.file("missing"), "checkpoint");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot open checkpoint '" + dir.file("missing") + "': No such file or directory");
+  }
+  try {
+    fs.open_read(dir.path(), "checkpoint");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+  try {
+    fs.list_dir(dir.file("missing"));
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot list directory '" + dir.file("missing") + "': No such file or directory");
+  }
+}
+
+TEST(FaultInjection, ReadFaultsFailFlipOrShortenWhatIsRead) {
+  TempDir dir;
+  std::string bytes(10000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char('a' + i % 26);
+  continua::testing::write_all(dir.file("f"), bytes);
+  FaultInjectingFileSystem fs(default_file_system());
+  auto as_string = [](const MappedFile& m) { return std::string(reinterpret_cast<const char*>(m.data()), m.size()); };
+
+  // No fault: the same bytes, read as a map call and 3 reads of 4096.
+  MappedFile clean = fs.map(dir.file("f"), "checkpoint");
+  EXPECT_TRUE(clean.is_copy());
+  EXPECT_EQ(as_string(clean), bytes);
+  ASSERT_EQ(fs.read_calls(), 4u);
+  EXPECT_EQ(fs.read_call_name(0), "map '" + dir.file("f") + "'");
+  EXPECT_EQ(fs.read_call_name(2), "read '" + dir.file("f") + "' at 4096");
+
+  fs.clear();
+  fs.fail_read_at(0, EIO);
+  try {
+    fs.map(dir.file("f"), "checkpoint");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot open checkpoint '" + dir.file("f") + "': Input/output error");
+  }
+  fs.clear();
+  fs.fail_read_at(2, EIO);
+  try {
+    fs.map(dir.file("f"), "checkpoint");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot read '" + dir.file("f") + "': Input/output error");
+  }
+
+  fs.clear();
+  fs.flip_read_at(2, 8 * 100 + 3);  // byte 100 of the second read, bit 3
+  std::string flipped = bytes;
+  flipped[4096 + 100] = char(flipped[4096 + 100] ^ 8);
+  EXPECT_EQ(as_string(fs.map(dir.file("f"), "checkpoint")), flipped);
+
+  fs.clear();
+  fs.short_read_at(2);  // the second read returns half: the file seems to end there
+  EXPECT_EQ(as_string(fs.map(dir.file("f"), "checkpoint")), bytes.substr(0, 4096 + 2048));
+
+  fs.clear();
+  fs.flip_read_at(1);  // the middle of the first read
+  auto r = fs.open_read(dir.file("f"), "file");
+  char buf[10];
+  EXPECT_EQ(r->read(0, buf, 10), 10u);
+  EXPECT_EQ(std::string(buf, 10), bytes.substr(0, 5) + char(bytes[5] ^ 1) + bytes.substr(6, 4));
+
+  fs.clear();
+  fs.fail_read_at(0, EIO);
+  EXPECT_THROW(fs.list_dir(dir.path()), IoError);
+  fs.clear();
+  fs.short_read_at(0);  // not a read: an error
+  try {
+    fs.lock(dir.file("LOCK"), "dir", "advice");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot lock '" + dir.file("LOCK") + "': Input/output error");
+  }
+  fs.clear();
+  EXPECT_NO_THROW(fs.lock(dir.file("LOCK"), "dir", "advice"));
+  EXPECT_EQ(fs.read_calls(), 1u);
+  EXPECT_EQ(fs.calls(), 0u);  // reads never count as writes
 }
 
 }  // namespace

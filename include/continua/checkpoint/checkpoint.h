@@ -109,10 +109,13 @@ void save_checkpoint(const Checkpointable& strategy, const std::string& path,
 void save_checkpoint(const Checkpointable& strategy, std::ostream& out, const SaveOptions& options = {});
 
 // Loads the checkpoint into `strategy` and returns its next experience; 0,
-// with the strategy unchanged, when `path` does not exist.
+// with the strategy unchanged, when `path` does not exist. Every read (the
+// existence check, the file's bytes) goes through `file_system` (null: the
+// POSIX one; tests inject read faults there).
 int64_t load_checkpoint_if_present(Checkpointable& strategy, const std::string& path,
                                    const MapLocation& map_location = {},
-                                   const UniqueObjects& unique_objects = {});
+                                   const UniqueObjects& unique_objects = {},
+                                   io::FileSystem* file_system = nullptr);
 int64_t load_checkpoint_from_stream(Checkpointable& strategy, std::istream& in,
                                     const MapLocation& map_location = {},
                                     const UniqueObjects& unique_objects = {});
@@ -121,8 +124,9 @@ int64_t load_checkpoint_from_stream(Checkpointable& strategy, std::istream& in,
 template <typename S>
 std::pair<S&, int64_t> maybe_load_checkpoint(S& strategy, const std::string& path,
                                              const MapLocation& map_location = {},
-                                             const UniqueObjects& unique_objects = {}) {
-  return {strategy, load_checkpoint_if_present(strategy, path, map_location, unique_objects)};
+                                             const UniqueObjects& unique_objects = {},
+                                             io::FileSystem* file_system = nullptr) {
+  return {strategy, load_checkpoint_if_present(strategy, path, map_location, unique_objects, file_system)};
 }
 template <typename S>
 std::pair<S&, int64_t> maybe_load_checkpoint(S& strategy, std::istream& in,
@@ -142,7 +146,8 @@ struct LoadedCheckpoint {
   size_t objects_built = 0;  // objects rebuilt rather than reused
 };
 LoadedCheckpoint read_checkpoint(const std::string& path, const MapLocation& map_location = {},
-                                 const UniqueObjects& unique_objects = {});
+                                 const UniqueObjects& unique_objects = {},
+                                 io::FileSystem* file_system = nullptr);
 LoadedCheckpoint read_checkpoint(std::istream& in, const std::string& name,
                                  const MapLocation& map_location = {},
                                  const UniqueObjects& unique_objects = {});

@@ -40,14 +40,19 @@
 //   atomically (save_checkpoint's guarantees), and only once the new file is
 //   durable deletes the older checkpoints beyond keep_last. Files with a
 //   higher step than the one saved are left alone.
-// - maybe_load() tries checkpoints newest first. One that fails to read or
-//   verify (CorruptionError, VersionError, IoError) is renamed to
-//   `<name>.corrupt` (kept for inspection, never tried again) with a warning
-//   naming it and the reason, and the previous one is tried. No checkpoint:
-//   the strategy unchanged and 0. Checkpoints present but none usable:
-//   CorruptionError naming each. A checkpoint that verifies but does not fit
-//   the strategy (InvalidArgument) propagates: an older one would not fit
-//   either. Load is all-or-nothing as in maybe_load_checkpoint.
+// - maybe_load() tries checkpoints newest first. One that fails to verify
+//   (CorruptionError, VersionError) is renamed to `<name>.corrupt` (kept for
+//   inspection, never tried again) with a warning naming it and the reason,
+//   and the previous one is tried. One that cannot be read (IoError: EIO, a
+//   map or open that fails) is skipped with a warning and left in place (it
+//   may read on another attempt). No checkpoint: the strategy unchanged and
+//   0. Checkpoints present but none usable: CorruptionError naming each
+//   (IoError when every one failed to read). A checkpoint that verifies but
+//   does not fit the strategy (InvalidArgument) propagates: an older one
+//   would not fit either. Load is all-or-nothing as in
+//   maybe_load_checkpoint. Listing the directory, taking the lock and
+//   reading the files go through the file system of the options: a failure
+//   there is an IoError naming the directory or file.
 // - Test-only hook: when the environment variable
 //   CONTINUA_TEST_SAVE_DELAY_MS is a positive number, every save sleeps that
 //   long while the temporary file is open and again between the rename and
@@ -73,8 +78,8 @@ struct CheckpointManagerOptions {
   CheckpointManagerOptions& directory(std::string v) { directory_ = std::move(v); return *this; }
   // How many checkpoints to keep (>= 1).
   CheckpointManagerOptions& keep_last(int64_t v) { keep_last_ = v; return *this; }
-  // The file system every write goes through (tests inject faults here);
-  // null: the POSIX one.
+  // The file system every write and read (listing, lock, the files' bytes)
+  // goes through (tests inject faults and power cuts here); null: the POSIX one.
   CheckpointManagerOptions& file_system(io::FileSystem* v) { fs_ = v; return *this; }
   // Receives warnings (a skipped corrupt checkpoint); default: stderr.
   CheckpointManagerOptions& warning(std::function<void(const std::string&)> v) {

@@ -126,12 +126,20 @@ struct ReadOptions {
     verify_ = v;
     return *this;
   }
+  // The file system open_file maps the file through (tests inject read
+  // faults here); null: the POSIX one.
+  ReadOptions& file_system(io::FileSystem* v) {
+    fs_ = v;
+    return *this;
+  }
   bool verify_ = false;
+  io::FileSystem* fs_ = nullptr;
 };
 
 class SafetensorsReader {
  public:
-  // Maps the file read-only; tensors point into the mapping.
+  // Maps the file read-only (FileSystem::map of options.file_system); tensors
+  // point into the mapping.
   static SafetensorsReader open_file(const std::string& path, const ReadOptions& options = {});
   // Reads the stream to its end into memory, in chunks, so allocation never
   // exceeds (about twice) the bytes actually present.
