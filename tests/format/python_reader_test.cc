@@ -23,9 +23,7 @@ namespace {
 // is <root>/tests/format/python_reader_test.cc. CONTINUA_SOURCE_DIR overrides.
 std::string source_root() {
   if (const char* env = std::getenv("CONTINUA_SOURCE_DIR")) return env;
-  std::string f = __FILE__;
-  for (int i = 0; i < 3; ++i) f = f.substr(0, f.find_last_of('/'));
-  return f;
+  return CONTINUA_SOURCE_DIR;  // set by tests/CMakeLists.txt
 }
 
 bool have_numpy() {
