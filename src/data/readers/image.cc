@@ -168,7 +168,9 @@ RawArray decode_jpeg(const uint8_t* data, size_t size, const std::string& name) 
   if (w <= 0 || h <= 0) corrupt(name, "JPEG: the header gives no image size (truncated or damaged)");
   check_size(uint64_t(w), uint64_t(h), uint64_t(channels), name);
   std::vector<uint8_t> hwc(size_t(w) * size_t(h) * size_t(channels));
-  // Warnings too (a truncated file decodes to grey with only a warning).
+  // A warning is an error too: a truncated file decodes to grey with only a
+  // warning. (TurboJPEG returns -1 after a warning anyway; the flag stops at
+  // the first one instead of decoding on.)
   const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
   if (tjDecompress2(tj.h, data, static_cast<unsigned long>(size), hwc.data(), w, 0, h,
                     channels == 1 ? TJPF_GRAY : TJPF_RGB, flags) != 0) {
