@@ -19,6 +19,8 @@ namespace {
   internal::corrupt("image file", name, what);
 }
 
+constexpr uint64_t kMaxJpegRatio = 4096;
+
 std::string dims_string(uint64_t w, uint64_t h, uint64_t c) {
   return std::to_string(w) + "x" + std::to_string(h) + "x" + std::to_string(c);
 }
@@ -90,7 +92,7 @@ class PngDecoder {
 
   // The image's size in libpng's output after the transforms: 8-bit grey,
   // grey+alpha, RGB or RGBA rows of row_bytes.
-  bool read_header(uint32_t* w, uint32_t* h, int* channels, size_t* row_bytes) {
+  bool read_header(uint32_t* w, uint32_t* h, int* channels, size_t* row_bytes, uint64_t* raw_bytes) {
     if (!png_ || !info_) {
       std::snprintf(message_, sizeof message_, "cannot start libpng");
       return false;
@@ -102,6 +104,10 @@ class PngDecoder {
     png_read_info(png_, info_);
     const int depth = png_get_bit_depth(png_, info_);
     const int type = png_get_color_type(png_, info_);
+    // The filtered pixel data the IDAT chunks must inflate to (a filter byte
+    // a row; interlacing adds at most one more a row per pass).
+    const uint64_t bits = uint64_t(png_get_image_width(png_, info_)) * png_get_channels(png_, info_) * depth;
+    *raw_bytes = uint64_t(png_get_image_height(png_, info_)) * ((bits + 7) / 8 + 1);
     if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png_);
     if (type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png_);
     if (depth == 16) png_set_scale_16(png_);
@@ -136,7 +142,15 @@ RawArray decode_png(const uint8_t* data, size_t size, const std::string& name) {
   uint32_t w = 0, h = 0;
   int channels = 0;
   size_t row_bytes = 0;
-  if (!png.read_header(&w, &h, &channels, &row_bytes)) corrupt(name, std::string("PNG: ") + png.message());
+  uint64_t raw_bytes = 0;
+  if (!png.read_header(&w, &h, &channels, &row_bytes, &raw_bytes)) {
+    corrupt(name, std::string("PNG: ") + png.message());
+  }
+  if (raw_bytes > uint64_t(size) * kMaxDeflateRatio + 1024) {
+    corrupt(name, "PNG: truncated: " + dims_string(w, h, uint64_t(channels)) + " pixels need " +
+                      std::to_string(raw_bytes) + " bytes of image data, more than the file's " +
+                      std::to_string(size) + " compressed bytes can hold");
+  }
   if (channels < 1 || channels > 4 || row_bytes != size_t(w) * size_t(channels)) {
     corrupt(name, "PNG: unexpected decoded layout (" + std::to_string(channels) + " channels, " +
                       std::to_string(row_bytes) + " bytes a row)");
@@ -167,7 +181,15 @@ RawArray decode_jpeg(const uint8_t* data, size_t size, const std::string& name) 
   const int channels = colorspace == TJCS_GRAY ? 1 : 3;
   if (w <= 0 || h <= 0) corrupt(name, "JPEG: the header gives no image size (truncated or damaged)");
   check_size(uint64_t(w), uint64_t(h), uint64_t(channels), name);
-  std::vector<uint8_t> hwc(size_t(w) * size_t(h) * size_t(channels));
+  // JPEG has no hard ratio as deflate has; a photo decodes to a few hundred
+  // times its size. Beyond 16 MiB decoded, more than 4096 times is refused.
+  const uint64_t decoded = uint64_t(w) * uint64_t(h) * uint64_t(channels);
+  if (decoded > (uint64_t(16) << 20) && decoded > uint64_t(size) * kMaxJpegRatio) {
+    corrupt(name, "JPEG: " + dims_string(uint64_t(w), uint64_t(h), uint64_t(channels)) +
+                      " pixels from " + std::to_string(size) + " bytes is more than " +
+                      std::to_string(kMaxJpegRatio) + " times the file's size");
+  }
+  std::vector<uint8_t> hwc(static_cast<size_t>(decoded));
   // A warning is an error too: a truncated file decodes to grey with only a
   // warning. (TurboJPEG returns -1 after a warning anyway; the flag stops at
   // the first one instead of decoding on.)

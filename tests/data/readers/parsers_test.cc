@@ -656,18 +656,47 @@ TEST(Images, BadImages) {
   std::string crc = png;
   crc[29] ^= 1;  // inside IHDR's CRC
   expect_error<CorruptionError>([&] { decode(crc, "crc.png"); }, {"crc.png", "PNG", "CRC"});
-  // An IHDR of 60000 x 60000 RGB: refused before the pixels are allocated.
-  testing::PngSpec huge = grey_png(1, 1, 0);
-  std::string hb = testing::png_bytes(huge);
-  // Rewrite the IHDR's width and height and its CRC.
-  auto put32 = [&](size_t off, uint32_t v) {
-    for (int k = 0; k < 4; ++k) hb[off + size_t(k)] = char(v >> (24 - 8 * k));
+  // Headers claiming huge images are refused before the pixels are
+  // allocated: by the bytes the file can inflate to, then by the fixed cap.
+  auto with_ihdr = [](uint32_t w, uint32_t h, int color_type, size_t padding) {
+    std::string b = testing::png_bytes(grey_png(1, 1, 0));
+    auto put32 = [&](size_t off, uint32_t v) {
+      for (int k = 0; k < 4; ++k) b[off + size_t(k)] = char(v >> (24 - 8 * k));
+    };
+    put32(16, w);
+    put32(20, h);
+    b[25] = char(color_type);
+    put32(29, uint32_t(crc32(0, reinterpret_cast<const Bytef*>(b.data() + 12), 17)));
+    if (padding) {  // an ancillary private chunk after IHDR, which libpng skips
+      std::string chunk(4, '\0');
+      chunk += "prVt" + std::string(padding, 'p') + std::string(4, '\0');
+      for (int k = 0; k < 4; ++k) chunk[size_t(k)] = char(padding >> (24 - 8 * k));
+      const uint32_t c = uint32_t(crc32(0, reinterpret_cast<const Bytef*>(chunk.data() + 4), uInt(4 + padding)));
+      for (int k = 0; k < 4; ++k) chunk[8 + padding + size_t(k)] = char(c >> (24 - 8 * k));
+      b.insert(33, chunk);
+    }
+    return b;
   };
-  put32(16, 60000);
-  put32(20, 60000);
-  hb[25] = PNG_COLOR_TYPE_RGB;
-  put32(29, uint32_t(crc32(0, reinterpret_cast<const Bytef*>(hb.data() + 12), 17)));
-  expect_error<CorruptionError>([&] { decode(hb, "huge.png"); }, {"huge.png", "60000x60000x3", "exceeds the limit"});
+  expect_error<CorruptionError>([&] { decode(with_ihdr(60000, 60000, PNG_COLOR_TYPE_RGB, 0), "huge.png"); },
+                                {"huge.png", "60000x60000x3", "compressed bytes can hold"});
+  // 16384 x 16385 grey is 2^28 + 16384 bytes; 300 KB of file may inflate to that.
+  expect_error<CorruptionError>([&] { decode(with_ihdr(16384, 16385, PNG_COLOR_TYPE_GRAY, 300000), "cap.png"); },
+                                {"cap.png", "16384x16385x1", "exceeds the limit"});
+  // The same for JPEG: a frame header patched to 65000 x 65000, then to
+  // 5000 x 5000 (25 MB from a few hundred bytes).
+  auto with_sof = [](uint16_t w, uint16_t h) {
+    std::string j = testing::jpeg_bytes(std::vector<uint8_t>(64, 9), 8, 8, TJPF_GRAY);
+    const size_t sof = j.find("\xFF\xC0");
+    j[sof + 5] = char(h >> 8);
+    j[sof + 6] = char(h & 0xFF);
+    j[sof + 7] = char(w >> 8);
+    j[sof + 8] = char(w & 0xFF);
+    return j;
+  };
+  expect_error<CorruptionError>([&] { decode(with_sof(65000, 65000), "huge.jpg"); },
+                                {"huge.jpg", "65000x65000x1", "exceeds the limit"});
+  expect_error<CorruptionError>([&] { decode(with_sof(5000, 5000), "ratio.jpg"); },
+                                {"ratio.jpg", "5000x5000x1", "4096 times"});
   // A JPEG cut inside its entropy-coded data (noise makes that data most of
   // the file): the header reads, the decoder warns of the premature end.
   std::vector<uint8_t> noise(64 * 64);
