@@ -15,6 +15,9 @@ PACKAGES=(
   # fmt (formatting), yaml-cpp (config files), OpenSSL (SHA-256), zlib (IDX .gz),
   # Gloo headers (c10d process groups)
   libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libssl-dev zlib1g-dev libgloo-dev
+  # the data readers (src/data/readers/, docs/datasets.md): libzip (.npz archives),
+  # libcsv (CSV fields and quoting), libpng and TurboJPEG (PNG and JPEG image folders)
+  libzip-dev libcsv-dev libpng-dev libturbojpeg0-dev
   # tests and benchmarks: GoogleTest, Google Benchmark; numpy for the
   # independent Python safetensors reader
   libgtest-dev libgmock-dev libbenchmark-dev python3-numpy

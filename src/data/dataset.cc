@@ -2,10 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <sys/stat.h>
-#include <zlib.h>
-
-#include <cerrno>
 #include <cstring>
 
 #include "continua/errors.h"
@@ -44,93 +40,11 @@ Batch TensorDataset::get(const at::Tensor& indices) const {
 
 namespace {
 
-// 4 GiB: far above any IDX data set, far below what would exhaust memory.
-constexpr uint64_t kMaxIdxBytes = uint64_t(1) << 32;
-
 [[noreturn]] void corrupt(const std::string& path, const std::string& what) {
   throw CorruptionError("IDX file '" + path + "': " + what);
 }
 
-uint32_t big_endian_u32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
-
 }  // namespace
-
-namespace {
-
-// Reads exactly n bytes (fewer only at the end of the data).
-size_t gz_read_fully(gzFile f, uint8_t* out, size_t n, const std::string& path) {
-  size_t done = 0;
-  while (done < n) {
-    const unsigned want = unsigned(std::min<size_t>(n - done, 1u << 30));
-    const int got = gzread(f, out + done, want);
-    if (got < 0) {
-      int err = 0;
-      std::string msg = gzerror(f, &err);
-      corrupt(path, "cannot decompress: " + msg);
-    }
-    if (got == 0) break;
-    done += size_t(got);
-  }
-  return done;
-}
-
-}  // namespace
-
-IdxArray read_idx_file(const std::string& path) {
-  // Paths may come from a checkpoint: only regular files, and never more
-  // memory than the dims declare (bounded below), so /dev/zero or a gzip
-  // bomb cannot take the process over.
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    throw IoError("cannot open IDX file '" + path + "': " + std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) throw IoError("IDX file '" + path + "' is not a regular file");
-  // gzread reads plain files as they are, so one path serves .gz and raw IDX.
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) {
-    throw IoError("cannot open IDX file '" + path + "': " + std::strerror(errno ? errno : ENOENT));
-  }
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(f, gzclose);
-  uint8_t head[4 + 4 * 4];
-  if (gz_read_fully(f, head, 4, path) < 4) corrupt(path, "truncated: shorter than the 4-byte magic number");
-  if (head[0] != 0 || head[1] != 0) {
-    corrupt(path, "wrong magic number (expected 0x0000 then a type code and the number of dims)");
-  }
-  if (head[2] != 0x08) {
-    corrupt(path, "unsupported data type code " + std::to_string(head[2]) +
-                      " (only unsigned byte, 0x08, is supported)");
-  }
-  const size_t ndims = head[3];
-  if (ndims == 0 || ndims > 4) corrupt(path, "invalid number of dims " + std::to_string(ndims));
-  if (gz_read_fully(f, head + 4, 4 * ndims, path) < 4 * ndims) {
-    corrupt(path, "truncated in the dimension list");
-  }
-  IdxArray out;
-  uint64_t count = 1;
-  for (size_t i = 0; i < ndims; ++i) {
-    uint32_t d = big_endian_u32(&head[4 + 4 * i]);
-    out.dims.push_back(d);
-    count *= d;
-    if (count > kMaxIdxBytes) {
-      corrupt(path, "dimensions claim more than " + std::to_string(kMaxIdxBytes) + " bytes");
-    }
-  }
-  out.data.resize(count);
-  const size_t got = gz_read_fully(f, out.data.data(), count, path);
-  if (got < count) {
-    corrupt(path, "truncated: dims need " + std::to_string(count) + " bytes of data, file has " +
-                      std::to_string(got));
-  }
-  uint8_t extra[4096];
-  const size_t trailing = gz_read_fully(f, extra, sizeof extra, path);
-  if (trailing > 0) {
-    corrupt(path, "has " + std::string(trailing == sizeof extra ? "at least " : "") +
-                      std::to_string(trailing) + " bytes after the data its dims describe");
-  }
-  return out;
-}
 
 IdxDataset::IdxDataset(at::Tensor inputs, at::Tensor targets, std::string images_path,
                        std::string labels_path)
