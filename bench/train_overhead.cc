@@ -1,7 +1,8 @@
 // Training-loop overhead, in one run:
 //   1. Strategy::train against a bare LibTorch loop with the same model,
 //      batch size, optimizer (SGD, momentum), batches and data order
-//      source; iterations per second of each, alternated, medians.
+//      source; iterations per second of each, alternated, medians of the
+//      whole runs and of the single iterations.
 //   2. The same Strategy run with an asynchronous checkpoint after every
 //      experience (AsyncCheckpointer), against no checkpoint.
 //   3. (mlp) Checkpoint size and save time for two dataset sizes (--subset
@@ -11,8 +12,10 @@
 // Fashion-MNIST (--subset N samples per experience); --model resnet18 the
 // reduced ResNet-18 on CIFAR-sized random images (3x32x32, 10 classes in 5
 // experiences of 2, --subset N samples per experience).
+// --augment crop,flip (resnet18): both loops augment every batch, the
+// strategy through StrategyOptions::train_transform.
 // Usage: continua_train_overhead [--model mlp|resnet18] [--subset N] [--batch B]
-//          [--repeat R] [--threads T] [--async 0|1] [--dir D]
+//          [--repeat R] [--threads T] [--async 0|1] [--augment SPEC] [--dir D]
 // Threads as `continua run --threads T`: LibTorch T threads, OpenBLAS 1.
 // Prints a table and a JSON line. Not run by the tests (docs/benchmarks.md).
 #include <torch/torch.h>
@@ -32,6 +35,7 @@
 #include "continua/checkpoint/async_save.h"
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/data/benchmark.h"
+#include "continua/data/transforms.h"
 #include "continua/models/model.h"
 #include "continua/training/strategy.h"
 #include "continua/training/threads.h"
@@ -55,6 +59,7 @@ struct Workload {
   std::shared_ptr<continua::Benchmark> bench;       // mlp: split Fashion-MNIST
   std::shared_ptr<continua::TensorDataset> images;  // resnet18: random CIFAR-sized images
   std::vector<continua::Experience> own_stream;
+  std::shared_ptr<const continua::Transform> augment;  // --augment: both loops apply it
 
   const std::vector<continua::Experience>& stream() const { return bench ? bench->train_stream() : own_stream; }
 };
@@ -93,14 +98,23 @@ std::shared_ptr<continua::Model> model_for(const Workload& w) {
 
 std::unique_ptr<continua::Strategy> strategy_for(const Workload& w) {
   return std::make_unique<continua::Strategy>(
-      model_for(w), continua::StrategyOptions().train_mb_size(w.batch).seed(0).optimizer(
-                        continua::OptimizerOptions().lr(kLr).momentum(kMomentum)));
+      model_for(w), continua::StrategyOptions()
+                        .train_mb_size(w.batch)
+                        .seed(0)
+                        .optimizer(continua::OptimizerOptions().lr(kLr).momentum(kMomentum))
+                        .train_transform(w.augment));
 }
 
 struct Timed {
   double seconds;
   int64_t iterations;
   double stall_seconds = 0;  // inside AsyncCheckpointer::save, and the final wait
+  // Each iteration's time: for the strategy from the end of the previous
+  // one (or the start of train()) to the iteration callback, for the bare
+  // loop from the batch's gather to the step. Medians of these resist the
+  // bursts of the machine's other users better than whole-run times.
+  std::vector<double> iteration_seconds;
+  double augment_seconds = 0;  // bare loop: inside the transform
 };
 
 // The strategy; with `checkpointer`, an async save after every experience
@@ -108,8 +122,16 @@ struct Timed {
 Timed run_strategy(const Workload& w, continua::AsyncCheckpointer* checkpointer, const std::string& path) {
   auto s = strategy_for(w);
   double stall = 0;
+  std::vector<double> per_iteration;
+  Clock::time_point last;
+  s->set_iteration_callback([&](continua::Strategy&) {
+    const auto now = Clock::now();
+    per_iteration.push_back(std::chrono::duration<double>(now - last).count());
+    last = now;
+  });
   const auto t0 = Clock::now();
   for (const auto& exp : w.stream()) {
+    last = Clock::now();
     s->train(exp);
     if (checkpointer) {
       const auto t = Clock::now();
@@ -122,14 +144,17 @@ Timed run_strategy(const Workload& w, continua::AsyncCheckpointer* checkpointer,
     checkpointer->wait();
     stall += since(t);
   }
-  return {since(t0), s->clock().train_iterations, stall};
+  return {since(t0), s->clock().train_iterations, stall, per_iteration};
 }
 
 // What a user would write with LibTorch alone: the same model, SGD, batches.
 Timed run_bare(const Workload& w) {
   auto model = model_for(w);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  at::Generator augment_gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  double augment_seconds = 0;
   int64_t iterations = 0;
+  std::vector<double> per_iteration;
   const auto t0 = Clock::now();
   for (const auto& exp : w.stream()) {
     model->adapt(exp.classes());
@@ -139,15 +164,22 @@ Timed run_bare(const Workload& w) {
     const at::Tensor order = at::randperm(n, gen, at::kLong);
     for (int64_t pos = 0; pos < n; pos += w.batch) {
       const int64_t take = std::min(w.batch, n - pos);
+      const auto ti = Clock::now();
       continua::Batch batch = exp.get(order.narrow(0, pos, take));
+      if (w.augment) {
+        const auto ta = Clock::now();
+        batch.x = (*w.augment)(batch.x, augment_gen);
+        augment_seconds += since(ta);
+      }
       opt.zero_grad();
       at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(batch.x), batch.y);
       loss.backward();
       opt.step();
+      per_iteration.push_back(since(ti));
       ++iterations;
     }
   }
-  return {since(t0), iterations};
+  return {since(t0), iterations, 0, per_iteration, augment_seconds};
 }
 
 double spread(const std::vector<double>& v) {
@@ -158,7 +190,7 @@ double spread(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   int64_t subset = 2000, repeat = 3, threads = 2, small_subset = 500, large_subset = 6000, batch = 64, async = 1;
-  std::string model = "mlp";
+  std::string model = "mlp", augment;
   std::string dir = std::filesystem::current_path().string();
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -168,6 +200,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoll(argv[i + 1]);
     else if (a == "--async") async = std::atoll(argv[i + 1]);
     else if (a == "--model") model = argv[i + 1];
+    else if (a == "--augment") augment = argv[i + 1];
     else if (a == "--dir") dir = argv[i + 1];
     else {
       std::cerr << "unknown option " << a << "\n";
@@ -179,12 +212,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   const continua::ThreadSetting ts = continua::configure_threads(threads, std::thread::hardware_concurrency());
-  const Workload w = make_workload(model, subset, batch);
+  Workload w = make_workload(model, subset, batch);
+  if (!augment.empty() && model != "resnet18") {
+    std::cerr << "--augment needs --model resnet18 (image batches)\n";
+    return 2;
+  }
+  w.augment = continua::parse_augment(augment);
   const std::string path = dir + "/train_overhead.safetensors";
 
   // 1 and 2, alternated so that drifts in machine load hit all alike.
   run_bare(w);  // warm-up: allocator, OpenBLAS threads
-  std::vector<double> t_strategy, t_bare, t_async, t_stall, ratio;
+  std::vector<double> t_strategy, t_bare, t_async, t_stall, ratio, it_strategy, it_bare, t_augment;
   int64_t iters = 0, bare_iters = 0;
   continua::AsyncCheckpointer checkpointer;
   for (int64_t r = 0; r < repeat; ++r) {
@@ -192,6 +230,9 @@ int main(int argc, char** argv) {
     Timed bare = run_bare(w);
     t_strategy.push_back(s.seconds);
     t_bare.push_back(bare.seconds);
+    t_augment.push_back(bare.augment_seconds / double(bare.iterations));
+    it_strategy.insert(it_strategy.end(), s.iteration_seconds.begin(), s.iteration_seconds.end());
+    it_bare.insert(it_bare.end(), bare.iteration_seconds.begin(), bare.iteration_seconds.end());
     ratio.push_back((s.seconds / s.iterations) / (bare.seconds / bare.iterations) - 1.0);
     if (async) {
       Timed a = run_strategy(w, &checkpointer, path);
@@ -202,6 +243,7 @@ int main(int argc, char** argv) {
     bare_iters = bare.iterations;
   }
   const double ms = median(t_strategy), mb = median(t_bare);
+  const double mis = median(it_strategy), mib = median(it_bare);
   const double ma = async ? median(t_async) : 0, mstall = async ? median(t_stall) : 0;
   const double ckpt_bytes = async ? static_cast<double>(std::filesystem::file_size(path)) : 0;
 
@@ -238,6 +280,12 @@ int main(int argc, char** argv) {
   std::printf("%-40s %10.3f %12.2f\n", "bare LibTorch", mb, bare_iters / mb);
   std::printf("%-40s %10.3f %12.2f\n", "Strategy::train", ms, iters / ms);
   if (async) std::printf("%-40s %10.3f %12.2f\n", "Strategy::train + async save per exp", ma, iters / ma);
+  if (w.augment) {
+    std::printf("augmentation %s: %.3f ms per batch (bare loop, median over repetitions), %.2f%% of its iteration\n",
+                w.augment->describe().c_str(), 1000.0 * median(t_augment), 100.0 * median(t_augment) / mib);
+  }
+  std::printf("median iteration: bare %.2f ms, Strategy::train %.2f ms (%zu iterations each): %+.1f%%\n",
+              1000.0 * mib, 1000.0 * mis, it_bare.size(), 100.0 * (mis / mib - 1.0));
   std::printf("strategy overhead vs bare: %+.1f%% per iteration (medians); per repetition %+.1f%% to %+.1f%%\n",
               100.0 * ((ms / iters) / (mb / bare_iters) - 1.0), 100.0 * *std::min_element(ratio.begin(), ratio.end()),
               100.0 * *std::max_element(ratio.begin(), ratio.end()));
@@ -264,6 +312,11 @@ int main(int argc, char** argv) {
                       {"bare_iterations", bare_iters},
                       {"strategy_overhead", (ms / iters) / (mb / bare_iters) - 1.0},
                       {"strategy_overhead_per_repeat", ratio},
+                      {"median_iteration_seconds_strategy", mis},
+                      {"median_iteration_seconds_bare", mib},
+                      {"median_iteration_overhead", mis / mib - 1.0},
+                      {"augment", augment},
+                      {"augment_seconds_per_batch", median(t_augment)},
                       {"by_dataset", by_dataset}};
   if (async) {
     j["async_seconds"] = ma;
