@@ -240,6 +240,31 @@ TEST(ResNetTraining, EveryStrategyTrainsResNetAndLeavesBatchNormInTheLoopsMode) 
   }
 }
 
+// Records the running statistics each experience starts with.
+class StatisticsAtStart : public Plugin {
+ public:
+  std::string name() const override { return "statistics_at_start"; }
+  bool part_of_state() const override { return false; }
+  void before_training_exp(Strategy& s) override {
+    tracked.push_back(s.model().named_buffers()["features.bn1.num_batches_tracked"].item<int64_t>());
+    var.push_back(s.model().named_buffers()["features.layer4.1.bn2.running_var"].clone());
+  }
+  std::vector<int64_t> tracked;
+  std::vector<at::Tensor> var;
+};
+
+TEST(ResNetTraining, GDumbRetrainsFromTheInitialRunningStatisticsToo) {
+  auto b = image_benchmark(8, 8);
+  auto s = resnet_strategy("gdumb", *b);
+  auto probe = std::make_shared<StatisticsAtStart>();
+  s->add_plugin(probe);  // after GDumb's reset
+  train_all(*s, *b);
+  ASSERT_EQ(probe->tracked, (std::vector<int64_t>{0, 0}));
+  EXPECT_TRUE(probe->var[1].equal(probe->var[0]));
+  EXPECT_TRUE(probe->var[0].equal(torch::ones_like(probe->var[0])));
+  EXPECT_GT(s->model().named_buffers()["features.bn1.num_batches_tracked"].item<int64_t>(), 0);
+}
+
 TEST(ResNetTraining, MIRsVirtualStepLeavesTheRunningStatisticsAsTheyWere) {
   auto b = image_benchmark(8, 16);
   auto s = resnet_strategy("mir", *b);
