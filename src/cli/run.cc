@@ -190,32 +190,6 @@ std::shared_ptr<Model> build_run_model(const RunOptions& o, const Benchmark& ben
                         .multi_head(o.task_labels));
 }
 
-// The benchmark's normalisation, (x - mean) / std per channel, from its
-// constructor arguments ("normalize": [mean, std], or [[means], [stds]] per
-// channel); none: mean 0, std 1.
-std::pair<std::vector<double>, std::vector<double>> benchmark_normalization(const Benchmark& bench) {
-  const nlohmann::json args = bench.constructor_args();
-  if (!args.is_object() || !args.contains("normalize")) return {{0.0}, {1.0}};
-  const nlohmann::json& n = args["normalize"];
-  auto values = [&](const nlohmann::json& v) {
-    std::vector<double> out;
-    if (v.is_number()) out.push_back(v.get<double>());
-    if (v.is_array()) {
-      for (const auto& x : v) {
-        if (!x.is_number()) break;
-        out.push_back(x.get<double>());
-      }
-      if (out.size() != v.size()) out.clear();
-    }
-    return out;
-  };
-  if (!n.is_array() || n.size() != 2 || values(n[0]).empty() || values(n[1]).empty()) {
-    throw InvalidArgument("--augment: benchmark '" + bench.type_name() + "' has a normalisation " + n.dump() +
-                          " that is not [mean, std]");
-  }
-  return {values(n[0]), values(n[1])};
-}
-
 }  // namespace
 
 // The crop pads with black as the benchmark normalised it, (0 - mean) / std
@@ -227,8 +201,10 @@ std::shared_ptr<const Transform> run_transform(const RunOptions& o, const Benchm
     throw InvalidArgument("--augment " + o.augment + ": needs image samples [C, H, W]; benchmark '" + o.benchmark +
                           "' has samples of shape " + c10::str(at::IntArrayRef(shape)));
   }
-  const auto [mean, stddev] = benchmark_normalization(bench);
-  return parse_augment(o.augment, AugmentOptions().fill(normalized_black(mean, stddev)));
+  // The benchmark's normalisation, as its experiences apply it.
+  const Normalization n = bench.train_stream().empty() ? Normalization{} : bench.train_stream().front().normalization();
+  return parse_augment(o.augment, AugmentOptions().fill(n.empty() ? std::vector<double>{0.0}
+                                                                  : normalized_black(n.mean, n.std)));
 }
 
 namespace {

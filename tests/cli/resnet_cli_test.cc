@@ -6,11 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include <fstream>
-
 #include "cli/commands.h"
 #include "continua/data/benchmark.h"
 #include "continua/data/transforms.h"
+#include "image_data.h"
 #include "test_util.h"
 
 namespace continua {
@@ -20,37 +19,11 @@ using testing::read_file;
 using testing::run_command;
 using testing::TempDir;
 
-void put_u32(std::ofstream& f, uint32_t v) {
-  const unsigned char b[4] = {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
-  f.write(reinterpret_cast<const char*>(b), 4);
-}
-
-// `per_class` 28x28 images of each of 10 classes (random pixels, brighter
-// for higher classes) and their labels, as IDX files named like Fashion-MNIST's.
-void write_idx(const std::string& dir, const std::string& prefix, int per_class, uint64_t seed) {
-  const int n = 10 * per_class;
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const at::Tensor labels = torch::arange(10, at::kLong).repeat_interleave(per_class);
-  const at::Tensor pixels =
-      (at::rand({n, 28, 28}, g, at::kFloat) * 128 + labels.to(at::kFloat).view({-1, 1, 1}) * 12).to(at::kByte).contiguous();
-  std::ofstream images(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
-  put_u32(images, 0x00000803);
-  put_u32(images, uint32_t(n));
-  put_u32(images, 28);
-  put_u32(images, 28);
-  images.write(reinterpret_cast<const char*>(pixels.data_ptr<uint8_t>()), n * 28 * 28);
-  std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
-  put_u32(lab, 0x00000801);
-  put_u32(lab, uint32_t(n));
-  const at::Tensor l8 = labels.to(at::kByte).contiguous();
-  lab.write(reinterpret_cast<const char*>(l8.data_ptr<uint8_t>()), n);
-}
-
 class ResNetCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    write_idx(data.path(), "train", 12, 1);
-    write_idx(data.path(), "t10k", 3, 2);
+    // Fashion-MNIST's shape: 10 classes of 1x28x28 images.
+    testing::write_idx_benchmark(data.path(), 10, 12, 3, 1, 28);
   }
   std::string run(const std::string& args) {
     auto r = run_command(testing::continua_bin() + " run --benchmark split-fmnist --data-dir " + data.path() +
@@ -90,8 +63,9 @@ TEST_F(ResNetCli, ResumedAugmentedReplayRunEndsAtTheUninterruptedDigest) {
 
 TEST_F(ResNetCli, DataParallelRanksKeepTheSameBatchNormStatistics) {
   // Each rank normalises its own chunk; the running statistics are averaged
-  // with the gradients, so every rank ends with the same state.
-  const std::string out = run("--model resnet18 --nproc 2 --experiences 5 --out " + work.path());
+  // with the gradients, so every rank ends with the same state. The batch is
+  // augmented before it is split: every rank draws the same crops and flips.
+  const std::string out = run("--model resnet18 --augment crop,flip --nproc 2 --experiences 5 --out " + work.path());
   ASSERT_EQ(last_status, 0) << out;
   std::string d0 = read_file(work.file("rank-0.digest")), d1 = read_file(work.file("rank-1.digest"));
   EXPECT_EQ(d0.size(), 65u);

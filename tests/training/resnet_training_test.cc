@@ -11,6 +11,7 @@
 #include "continua/models/model.h"
 #include "continua/training/plugins.h"
 #include "continua/training/registry.h"
+#include "image_data.h"
 #include "test_util.h"
 
 namespace continua {
@@ -18,33 +19,15 @@ namespace {
 
 using testing::TempDir;
 
-// Random images [C, S, S] of 4 classes in 2 experiences of 2 classes, made
-// from a seed. Not registered: tests hand it to loads in unique_objects.
-class ImageBenchmark : public Benchmark {
- public:
-  ImageBenchmark(int64_t channels, int64_t side, int64_t per_class, uint64_t seed)
-      : Benchmark("test-images", {{"channels", channels}, {"side", side}, {"per_class", per_class}, {"seed", seed}},
-                  images(channels, side, per_class, seed), images(channels, side, per_class / 2 + 1, seed + 1)) {
-    for (int64_t e = 0; e < 2; ++e) {
-      add_experience(e, {2 * e, 2 * e + 1}, rows_of(*train_, e), rows_of(*test_, e), {});
-    }
-  }
-
- private:
-  static std::shared_ptr<const Dataset> images(int64_t c, int64_t s, int64_t per_class, uint64_t seed) {
-    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
-    const at::Tensor y = torch::arange(4, at::kLong).repeat_interleave(per_class);
-    // Class-dependent brightness so that training has something to learn.
-    const at::Tensor x = at::randn({4 * per_class, c, s, s}, g, at::kFloat) + y.to(at::kFloat).view({-1, 1, 1, 1});
-    return std::make_shared<TensorDataset>(x, y);
-  }
-  static at::Tensor rows_of(const Dataset& d, int64_t e) {
-    return d.targets().ge(2 * e).logical_and(d.targets().lt(2 * e + 2)).nonzero().flatten();
-  }
-};
-
+// Random images [3, S, S] of 4 classes in 2 experiences of 2 classes,
+// written as IDX files and read by split-fmnist (its normalisation applies).
+// The folder lives as long as the test binary.
 std::shared_ptr<Benchmark> image_benchmark(int64_t side = 32, int64_t per_class = 16) {
-  return std::make_shared<ImageBenchmark>(3, side, per_class, 5);
+  static std::vector<std::unique_ptr<TempDir>> dirs;
+  dirs.push_back(std::make_unique<TempDir>());
+  testing::write_idx_benchmark(dirs.back()->path(), 4, per_class, per_class / 2 + 1, 3, side);
+  return make_benchmark(
+      BenchmarkOptions().name("split-fmnist").data_dir(dirs.back()->path()).experiences(2).class_order({0, 1, 2, 3}));
 }
 
 std::unique_ptr<Strategy> resnet_strategy(const std::string& name, const Benchmark& b,
