@@ -10,6 +10,7 @@
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/data/benchmark.h"
 #include "continua/data/dataset.h"
+#include "continua/data/transforms.h"
 #include "continua/errors.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"

@@ -3,11 +3,16 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace CLI {
 class App;
 }
+namespace continua {
+class Benchmark;
+class Transform;
+}  // namespace continua
 
 namespace continua::cli {
 
@@ -18,6 +23,7 @@ struct RunOptions {
   std::string data_dir;  // empty: the dataset's default folder (Fashion-MNIST's Debian package)
   std::string strategy = "naive";
   std::string model = "mlp";
+  std::string augment;  // training transforms: "crop,flip"; empty: none
   int64_t experiences = 5;
   int64_t epochs = 1;
   int64_t train_mb_size = 64;
@@ -68,6 +74,9 @@ int bench(const BenchOptions& o);
 
 void add_run_options(CLI::App& app, RunOptions& o);
 int run(const RunOptions& o);
+// The training transform of o.augment on this benchmark (null for none): the
+// crop pads with black as the benchmark normalises it (run.cc).
+std::shared_ptr<const Transform> run_transform(const RunOptions& o, const Benchmark& bench);
 int inspect(const std::string& path, bool json);
 int verify(const std::string& path);
 // `continua report DIR`: DIR/report.html from DIR/results.json and metrics.jsonl (report.cc).

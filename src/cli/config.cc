@@ -42,7 +42,10 @@ const std::vector<RunField>& run_fields() {
       {"data-dir", &R::data_dir,
        "folder with the dataset's files (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist)", true, false},
       {"strategy", &R::strategy, "", true, true},  // help: the registry's names
-      {"model", &R::model, "mlp, cnn", true, true},
+      {"model", &R::model, "mlp, cnn, resnet18 (the reduced ResNet-18: image inputs)", true, true},
+      {"augment", &R::augment,
+       "training augmentation, in this order: crop (random crop, padding 4), flip (horizontal, p 0.5), e.g. "
+       "crop,flip; default none", true, true},
       {"experiences", &R::experiences, "experiences in the stream", true, true},
       {"epochs", &R::epochs, "epochs per experience", true, false},
       {"train-mb-size", &R::train_mb_size, "training mini-batch size", true, false},

@@ -21,6 +21,7 @@
 #include "continua/checkpoint/checkpoint.h"
 #include "continua/checkpoint/manager.h"
 #include "continua/data/benchmark.h"
+#include "continua/data/transforms.h"
 #include "continua/distributed/distributed.h"
 #include "continua/errors.h"
 #include "continua/format/safetensors.h"
@@ -55,6 +56,7 @@ void check(const RunOptions& o) {
   if (o.verbosity != "quiet" && o.verbosity != "normal" && o.verbosity != "verbose") {
     throw InvalidArgument("--verbosity must be quiet, normal or verbose");
   }
+  parse_augment(o.augment);  // the names, before anything is built
   if (!o.checkpoint.empty() && !o.checkpoint_dir.empty()) {
     throw InvalidArgument("--checkpoint and --checkpoint-dir: give one of them, not both");
   }
@@ -188,6 +190,25 @@ std::shared_ptr<Model> build_run_model(const RunOptions& o, const Benchmark& ben
                         .multi_head(o.task_labels));
 }
 
+}  // namespace
+
+// The crop pads with black as the benchmark normalised it, (0 - mean) / std
+// per channel, as torchvision pads the image before normalising it.
+std::shared_ptr<const Transform> run_transform(const RunOptions& o, const Benchmark& bench) {
+  if (!parse_augment(o.augment)) return nullptr;
+  const auto shape = bench.sample_shape();
+  if (shape.size() != 3) {
+    throw InvalidArgument("--augment " + o.augment + ": needs image samples [C, H, W]; benchmark '" + o.benchmark +
+                          "' has samples of shape " + c10::str(at::IntArrayRef(shape)));
+  }
+  // The benchmark's normalisation, as its experiences apply it.
+  const Normalization n = bench.train_stream().empty() ? Normalization{} : bench.train_stream().front().normalization();
+  return parse_augment(o.augment, AugmentOptions().fill(n.empty() ? std::vector<double>{0.0}
+                                                                  : normalized_black(n.mean, n.std)));
+}
+
+namespace {
+
 std::shared_ptr<Evaluator> build_run_evaluator(const RunOptions& o, bool rank0) {
   namespace fs = std::filesystem;
   auto evaluator = std::make_shared<Evaluator>();
@@ -285,7 +306,8 @@ void build_run(const RunOptions& o, const DistributedEnv& dist_env, StopSignals&
           .epochs(o.epochs)
           .seed(o.seed)
           .device(o.device)
-          .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum)),
+          .optimizer(OptimizerOptions().type(o.optimizer).lr(o.lr).momentum(o.momentum))
+          .train_transform(run_transform(o, *r.bench)),
       build_run_evaluator(o, r.rank0));
   if (r.dist) {
     // First: it slices the mini-batch the other plugins see.

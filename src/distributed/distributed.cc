@@ -320,6 +320,17 @@ void DataParallelPlugin::after_backward(Strategy& s) {
     }
     grads.push_back(g);
   }
+  // BatchNorm's running statistics moved on each rank's own chunk in this
+  // iteration's forward: their mean weighted as the gradients' (a rank with
+  // an empty chunk counts zero) keeps every replica's state the same, in the
+  // same collective. Integer and bool buffers (num_batches_tracked, the
+  // multi-head masks) are equal on every rank already.
+  for (const auto& b : s.model().named_buffers()) {
+    at::Tensor t = b.value();
+    if (!t.is_floating_point()) continue;
+    t.mul_(weight);
+    grads.push_back(t);
+  }
   ctx_->allreduce_sum(grads);
   gradient_seconds_ += now_seconds() - t0;
 }

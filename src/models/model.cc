@@ -8,10 +8,14 @@
 namespace continua {
 
 nlohmann::json ModelOptions::to_json() const {
-  return {{"type", type_},       {"input_size", input_size_},
-          {"hidden", hidden_},   {"layers", layers_},
-          {"dropout", dropout_}, {"initial_classes", initial_classes_},
-          {"channels", channels_}, {"image_size", image_size_}, {"multi_head", multi_head_}};
+  nlohmann::json j = {{"type", type_},       {"input_size", input_size_},
+                      {"hidden", hidden_},   {"layers", layers_},
+                      {"dropout", dropout_}, {"initial_classes", initial_classes_},
+                      {"channels", channels_}, {"image_size", image_size_}, {"multi_head", multi_head_}};
+  // Only where it means something: the options (and so the state digest) of
+  // every other model stay what they were before resnet18 existed.
+  if (type_ == "resnet18") j["nf"] = nf_;
+  return j;
 }
 
 ModelOptions ModelOptions::from_json(const nlohmann::json& j) {
@@ -25,6 +29,7 @@ ModelOptions ModelOptions::from_json(const nlohmann::json& j) {
   o.channels_ = j.at("channels").get<int64_t>();
   o.image_size_ = j.at("image_size").get<int64_t>();
   o.multi_head_ = j.value("multi_head", false);  // absent in checkpoints before task labels
+  o.nf_ = j.value("nf", int64_t(20));             // written for resnet18 only
   return o;
 }
 
@@ -306,6 +311,92 @@ at::Tensor SimpleCNN::features(const at::Tensor& x) {
 }
 
 namespace {
+
+torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
+}
+
+// The reference's BasicBlock: two 3x3 convolutions with BatchNorm, and a
+// 1x1 convolution + BatchNorm on the shortcut when the shape changes.
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
+    conv1_ = register_module("conv1", conv3x3(in, planes, stride));
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    conv2_ = register_module("conv2", conv3x3(planes, planes, 1));
+    bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    if (stride != 1 || in != planes) {
+      shortcut_ = register_module(
+          "shortcut",
+          torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, planes, 1).stride(stride).bias(false)),
+                                torch::nn::BatchNorm2d(planes)));
+    }
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    // In place where autograd allows it, as the reference (out += ...) and
+    // torchvision (ReLU(inplace=True)) do: fewer allocations per step.
+    at::Tensor out = bn1_->forward(conv1_->forward(x)).relu_();
+    out = bn2_->forward(conv2_->forward(out));
+    out += shortcut_ ? shortcut_->forward(x) : x;
+    return out.relu_();
+  }
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};  // identity when null (the reference's empty Sequential)
+};
+TORCH_MODULE(BasicBlock);
+
+}  // namespace
+
+// The reduced ResNet-18 without its classifier: stem, four stages of two
+// BasicBlocks, global average pooling.
+class ResNetFeaturesImpl : public torch::nn::Module {
+ public:
+  ResNetFeaturesImpl(int64_t channels, int64_t nf) {
+    conv1_ = register_module("conv1", conv3x3(channels, nf, 1));
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(nf));
+    int64_t in = nf;
+    const int64_t widths[4] = {nf, 2 * nf, 4 * nf, 8 * nf};
+    const int64_t strides[4] = {1, 2, 2, 2};
+    for (int k = 0; k < 4; ++k) {
+      torch::nn::Sequential stage(BasicBlock(in, widths[k], strides[k]), BasicBlock(widths[k], widths[k], 1));
+      layers_[k] = register_module("layer" + std::to_string(k + 1), stage);
+      in = widths[k];
+    }
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    at::Tensor out = bn1_->forward(conv1_->forward(x)).relu_();
+    for (auto& stage : layers_) out = stage->forward(out);
+    // Adaptive: 4x4 maps of 32x32 inputs (the reference's avg_pool2d(out, 4))
+    // and the 4x4 maps of 28x28 ones alike.
+    return at::adaptive_avg_pool2d(out, {1, 1}).flatten(1);
+  }
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr};
+  torch::nn::Sequential layers_[4] = {nullptr, nullptr, nullptr, nullptr};
+};
+
+ReducedResNet18::ReducedResNet18(const ModelOptions& o) : Model(o) {
+  features_ = register_module("features", std::make_shared<ResNetFeaturesImpl>(o.channels_, o.nf_));
+  make_classifier(8 * o.nf_);
+}
+
+at::Tensor ReducedResNet18::features(const at::Tensor& x) {
+  at::Tensor h = x;
+  const int64_t c = options_.channels_, side = options_.image_size_;
+  if (h.dim() == 2 && h.size(1) == c * side * side) h = h.reshape({h.size(0), c, side, side});
+  if (h.dim() != 4 || h.size(1) != c) {
+    throw InvalidArgument("resnet18: inputs must be images [B, " + std::to_string(c) + ", H, W] (or [B, " +
+                          std::to_string(c * side * side) + "]), got " + c10::str(h.sizes()));
+  }
+  return features_->forward(h);
+}
+
+namespace {
 class CustomFeaturesModel : public Model {
  public:
   CustomFeaturesModel(FeatureExtractor extractor, const ModelOptions& o)
@@ -349,10 +440,25 @@ std::shared_ptr<Model> make_model(const ModelOptions& o) {
     }
     return std::make_shared<SimpleCNN>(o);
   }
+  if (o.type_ == "resnet18") {
+    if (o.channels_ < 1 || o.image_size_ < 1 || o.channels_ * o.image_size_ * o.image_size_ != o.input_size_) {
+      throw InvalidArgument("--model resnet18 needs image inputs (channels x S x S): the input is " +
+                            std::to_string(o.input_size_) + " values, not " + std::to_string(o.channels_) +
+                            " channel(s) of " + std::to_string(o.image_size_) + "x" +
+                            std::to_string(o.image_size_));
+    }
+    // Bounded: the options come from checkpoints too, and the widths set the
+    // allocation (8*nf channels in the last stage).
+    if (o.nf_ < 1 || o.nf_ > kMaxResNetFilters) {
+      throw InvalidArgument("resnet18: nf must be in [1, " + std::to_string(kMaxResNetFilters) + "], got " +
+                            std::to_string(o.nf_));
+    }
+    return std::make_shared<ReducedResNet18>(o);
+  }
   if (o.type_ == "custom") {
     throw InvalidArgument("a model of type 'custom' is built by make_model_with_features, not make_model");
   }
-  throw InvalidArgument("--model: unknown model '" + o.type_ + "' (known: mlp, cnn)");
+  throw InvalidArgument("--model: unknown model '" + o.type_ + "' (known: mlp, cnn, resnet18)");
 }
 
 }  // namespace continua

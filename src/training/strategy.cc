@@ -4,8 +4,13 @@
 #include <torch/torch.h>
 
 #include "continua/errors.h"
+#include "continua/io/mix64.h"
 
 namespace continua {
+
+namespace {
+constexpr uint64_t kAugmentSeedSalt = 0x6175676d656e74ull;  // "augment"
+}  // namespace
 
 int64_t TrainingSet::size() const {
   int64_t n = 0;
@@ -137,6 +142,11 @@ Strategy::Strategy(std::shared_ptr<Model> model, StrategyOptions options,
   }
   model_->to(dev);
   optimizer_.bind(model_->named_parameters());
+  if (options_.train_transform_) {
+    // Its own stream, apart from the data order's: adding augmentation to a
+    // run leaves the order of its samples as it was.
+    augment_generator_ = at::make_generator<at::CPUGeneratorImpl>(io::mix64(options_.seed_ ^ kAugmentSeedSalt));
+  }
 }
 
 Strategy::~Strategy() = default;
@@ -227,6 +237,11 @@ bool Strategy::train(const Experience& experience) {
         mb_positions = set.positions_in(indices, experience);
         for (auto& p : plugins_) p->adapt_batch(*this, this->mb);
         this->mb = this->mb.to(dev);
+        // After every adapt_batch: memory rows are augmented like the
+        // experience's (as Avalanche's replay buffers carry the train
+        // transform); before data-parallel training splits the batch, so
+        // every rank draws the same.
+        if (options_.train_transform_) this->mb.x = (*options_.train_transform_)(this->mb.x, augment_generator_);
         // Rows of the whole batch (with memory rows), before data-parallel
         // training gives each rank its share.
         const int64_t rows = this->mb.size();
@@ -379,6 +394,10 @@ void Strategy::save_state(StateWriter& writer) const {
   rw.write("data", data.get_state());
   at::Generator global = at::detail::getDefaultCPUGenerator();
   rw.write("torch_cpu", global.get_state());
+  if (augment_generator_.defined()) {
+    at::Generator augment = augment_generator_;
+    rw.write("augment", augment.get_state());
+  }
   writer.write("device", options_.device_);
   StateWriter ew = writer.child("evaluator");
   evaluator_->save_state(ew);
@@ -427,9 +446,21 @@ void Strategy::stage_load(const StateReader& reader, LoadTransaction& tx) {
   clock.eval_iterations = cr.get<int64_t>("eval_iterations");
   const at::Tensor data_rng = reader.tensor("rng.data").to(at::kCPU);
   const at::Tensor torch_rng = reader.tensor("rng.torch_cpu").to(at::kCPU);
+  at::Tensor augment_rng;
+  if (augment_generator_.defined()) {
+    if (!reader.has("rng.augment")) {
+      reader.fail("rng.augment", "missing: this strategy augments its training batches and the checkpoint's "
+                                 "run did not (--augment)");
+    }
+    augment_rng = reader.tensor("rng.augment").to(at::kCPU);
+  } else if (reader.has("rng.augment")) {
+    reader.fail("rng.augment", "the checkpoint's run augmented its training batches (--augment), this strategy "
+                               "does not");
+  }
   try {  // on scratch generators: nothing live changes before the commit
     at::make_generator<at::CPUGeneratorImpl>().set_state(data_rng);
     at::make_generator<at::CPUGeneratorImpl>().set_state(torch_rng);
+    if (augment_rng.defined()) at::make_generator<at::CPUGeneratorImpl>().set_state(augment_rng);
   } catch (const c10::Error& e) {
     reader.fail("rng", std::string("not a generator state: ") + e.what_without_backtrace());
   }
@@ -444,8 +475,9 @@ void Strategy::stage_load(const StateReader& reader, LoadTransaction& tx) {
   evaluator_->stage_load(reader.child("evaluator"), tx);
   for (auto& p : plugins_)
     if (p->part_of_state()) p->stage_load(reader.child("plugins").child(p->name()), tx);
-  tx.then([this, clock, loop, data_rng, torch_rng] {
+  tx.then([this, clock, loop, data_rng, torch_rng, augment_rng] {
     data_generator_.set_state(data_rng);
+    if (augment_rng.defined()) augment_generator_.set_state(augment_rng);
     at::Generator global = at::detail::getDefaultCPUGenerator();
     global.set_state(torch_rng);
     clock_ = clock;

@@ -10,6 +10,17 @@
 //   at::Tensor h = model->features(x);  // what plugins read (iCaRL, LFL, ...)
 //   at::Tensor same = model->head(h);
 //
+// The reduced ResNet-18 of the continual-learning papers (GEM's code,
+// Avalanche's SlimResNet18): BasicBlocks [2, 2, 2, 2], nf = 20 base filters,
+// BatchNorm after every convolution, global average pooling to 8*nf = 160
+// features, continua's growing head on top. Its BatchNorm running statistics
+// are buffers, saved and loaded with the parameters:
+//
+//   auto resnet = continua::make_model(continua::ModelOptions()
+//                                          .type("resnet18").input_size(3 * 32 * 32)
+//                                          .channels(3).image_size(32));
+//   at::Tensor logits = resnet->forward(x);  // x: [B, 3, 32, 32] (or [B, 3072])
+//
 // A user's own torch::nn::Module is the feature extractor through
 // make_model_with_features (its forward maps a batch to [B, feature_size]);
 // continua's head goes on top, and it checkpoints like the built-in models:
@@ -22,9 +33,13 @@
 // current shapes; load_state first grows the head to the saved shape, so a
 // checkpoint of a grown model loads into a freshly built one.
 //
-// Contract: make_model throws continua::InvalidArgument for an unknown type or
-// a non-positive size; load_state throws continua::InvalidArgument naming the
-// key whose shape does not fit.
+// Contract: make_model throws continua::InvalidArgument for an unknown type,
+// a non-positive size, or (cnn, resnet18) inputs that are not square images
+// (channels * image_size^2 != input_size); load_state throws
+// continua::InvalidArgument naming the key whose shape does not fit. Models
+// with BatchNorm (resnet18) use batch statistics in train() mode and update
+// their running statistics; in eval() mode they use the running statistics,
+// so a sample's output does not depend on the rest of its batch.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -45,6 +60,9 @@ namespace continua {
 // loss (Avalanche's masking value).
 constexpr double kMaskValue = -1000.0;
 
+// The widest resnet18 make_model builds (nf; the full-width ResNet-18 is 64).
+constexpr int64_t kMaxResNetFilters = 256;
+
 struct ModelOptions {
   ModelOptions& type(std::string v) { type_ = std::move(v); return *this; }
   ModelOptions& input_size(int64_t v) { input_size_ = v; return *this; }
@@ -55,19 +73,23 @@ struct ModelOptions {
   ModelOptions& channels(int64_t v) { channels_ = v; return *this; }
   ModelOptions& image_size(int64_t v) { image_size_ = v; return *this; }
   ModelOptions& multi_head(bool v) { multi_head_ = v; return *this; }
+  ModelOptions& nf(int64_t v) { nf_ = v; return *this; }
 
   nlohmann::json to_json() const;
   static ModelOptions from_json(const nlohmann::json& j);
 
-  std::string type_ = "mlp";  // mlp, cnn; "custom" for make_model_with_features
+  std::string type_ = "mlp";  // mlp, cnn, resnet18; "custom" for make_model_with_features
   int64_t input_size_ = 784;
   int64_t hidden_ = 512;
   int64_t layers_ = 1;
   double dropout_ = 0.0;
   int64_t initial_classes_ = 2;
-  int64_t channels_ = 1;     // cnn
-  int64_t image_size_ = 28;  // cnn: square images
+  int64_t channels_ = 1;     // cnn, resnet18
+  int64_t image_size_ = 28;  // cnn, resnet18: square images
   bool multi_head_ = false;  // one head per task
+  // resnet18: base filters (widths nf, 2nf, 4nf, 8nf). Written to the
+  // options JSON of a resnet18 only, so other models' state is as before.
+  int64_t nf_ = 20;
 };
 
 // A linear output layer that grows to cover every class seen so far.
@@ -168,6 +190,22 @@ class SimpleCNN : public Model {
 
  private:
   torch::nn::Sequential features_{nullptr};
+};
+
+class ResNetFeaturesImpl;
+
+// The reduced ResNet-18 (type "resnet18"). Parameter and buffer names follow
+// the reference code under "features." (conv1, bn1, layer1.0.conv1, ...,
+// layer2.0.shortcut.0 / .1); the head is "classifier." as in every model.
+// Inputs [B, C, H, W] of any size (average pooling is adaptive), or [B,
+// C*S*S] reshaped to the options' square images.
+class ReducedResNet18 : public Model {
+ public:
+  explicit ReducedResNet18(const ModelOptions& options);
+  at::Tensor features(const at::Tensor& x) override;
+
+ private:
+  std::shared_ptr<ResNetFeaturesImpl> features_;
 };
 
 std::shared_ptr<Model> make_model(const ModelOptions& options);

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "continua/data/benchmark.h"
+#include "continua/data/transforms.h"
 #include "continua/evaluation/evaluator.h"
 #include "continua/models/model.h"
 #include "continua/state/checkpointable.h"
@@ -159,6 +160,11 @@ struct StrategyOptions {
   StrategyOptions& device(std::string v) { device_ = std::move(v); return *this; }
   StrategyOptions& optimizer(OptimizerOptions v) { optimizer_ = std::move(v); return *this; }
   StrategyOptions& scheduler(SchedulerOptions v) { scheduler_ = v; return *this; }
+  // Applied to every row of each training mini-batch (the experience's rows
+  // and the rows plugins appended, after every adapt_batch hook), never in
+  // evaluation; its random draws come from the strategy's own generator
+  // (state key strategy.rng.augment, present only when a transform is set).
+  StrategyOptions& train_transform(std::shared_ptr<const Transform> v) { train_transform_ = std::move(v); return *this; }
 
   int64_t train_mb_size_ = 64;
   int64_t eval_mb_size_ = 256;
@@ -167,6 +173,7 @@ struct StrategyOptions {
   std::string device_ = "cpu";
   OptimizerOptions optimizer_;
   SchedulerOptions scheduler_;
+  std::shared_ptr<const Transform> train_transform_;  // null: none
 };
 
 // The loss of a training iteration from s.mb and s.mb_output.
@@ -240,6 +247,8 @@ class Strategy : public Checkpointable {
   void to(const c10::Device& device);
   const Experience* experience() const { return experience_; }
   at::Generator& data_generator() { return data_generator_; }
+  // The generator of the training transform's draws (undefined without one).
+  at::Generator& augment_generator() { return augment_generator_; }
 
   // The current mini-batch, the model's output on it and the loss (valid in
   // iteration and evaluation hooks).
@@ -266,6 +275,7 @@ class Strategy : public Checkpointable {
   std::vector<std::shared_ptr<Plugin>> plugins_;
   Clock clock_;
   at::Generator data_generator_;
+  at::Generator augment_generator_;  // defined when options_.train_transform_ is set
   std::atomic<bool> stop_requested_{false};
   const Experience* experience_ = nullptr;
   IterationCallback iteration_callback_;

@@ -25,6 +25,19 @@ void GDumbPlugin::before_training_exp(Strategy& s) {
     }
     live.copy_(initial_.at(p.key()));
   }
+  // BatchNorm's running statistics start again with the weights (Avalanche's
+  // GDumb copies the whole initial model). The heads' buffers (the task
+  // masks of a multi-head model) say which classes exist: kept. A model
+  // without other buffers keeps the state it had before BatchNorm existed.
+  for (const auto& b : s.model().named_buffers()) {
+    if (b.key().rfind("classifier.", 0) == 0) continue;
+    auto it = initial_.find(b.key());
+    if (it == initial_.end()) {
+      initial_[b.key()] = b.value().detach().clone();
+    } else {
+      b.value().copy_(it->second);
+    }
+  }
   s.optimizer().reset_state();
 }
 

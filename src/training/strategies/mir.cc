@@ -24,6 +24,11 @@ void MIRPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
   const MiniBatch cand = memory_.get(slots).to(s.device());
   const MiniBatch fresh = batch.to(s.device());
   Model& model = s.model();
+  // The virtual step leaves no trace: its forward in train mode moves
+  // BatchNorm's running statistics, which are put back afterwards (the real
+  // step's forward then updates them once, on the whole batch).
+  std::vector<at::Tensor> buffers;
+  for (const auto& b : model.buffers()) buffers.push_back(b.clone());
   // The virtual step's gradient, on the new rows as the step will see them.
   s.optimizer().zero_grad();
   F::cross_entropy(model.forward(fresh.x, fresh.t), fresh.y).backward();
@@ -41,6 +46,8 @@ void MIRPlugin::adapt_batch(Strategy& s, MiniBatch& batch) {
     }
     after = F::cross_entropy(model.forward(cand.x, cand.t), cand.y, none);
     for (const auto& p : model.named_parameters()) p.value().copy_(saved.at(p.key()));
+    const auto live = model.buffers();
+    for (size_t i = 0; i < live.size(); ++i) live[i].copy_(buffers[i]);
     model.train(was_training);
   }
   s.optimizer().zero_grad();

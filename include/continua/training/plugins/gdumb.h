@@ -4,7 +4,8 @@
 // arrives (an equal share of --mem-size per class seen, a uniform sample of
 // each class); then the model is reset to its initial weights (the same
 // ones every experience; a head row that appears later keeps the weights it
-// was first given) with a fresh optimizer, and trained on the memory only.
+// was first given; BatchNorm's running statistics too) with a fresh
+// optimizer, and trained on the memory only.
 // Evaluation uses the model so trained.
 //
 //   strategy.add_plugin(std::make_shared<continua::GDumbPlugin>(continua::GDumbPlugin::Options{500, seed}));
@@ -31,6 +32,7 @@ class GDumbPlugin : public Plugin {
   void stage_load(const StateReader& reader, LoadTransaction& tx) override;
 
   const Memory& memory() const { return memory_; }
+  // The initial parameters, and the initial buffers outside the head.
   const ParameterMap& initial_weights() const { return initial_; }
 
  private:
