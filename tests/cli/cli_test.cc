@@ -59,11 +59,12 @@ TEST_F(Cli, SameSeedSameDigestAcrossProcesses) {
   auto c = run_command(bin + " run --strategy replay --seed 4" + kQuick + " --out " + d.file("c"));
   ASSERT_EQ(c.status, 0) << c.output;
   EXPECT_NE(results(d.file("c"))["state_digest"], a["state_digest"]);
-  // metrics files: a header and one row per epoch and per evaluated experience
+  // metrics files: a header and one row per epoch and per evaluated experience,
+  // the initial model's evaluation (before the first experience) included
   std::ifstream csv(d.file("a") + "/metrics.csv");
   int lines = 0;
   for (std::string l; std::getline(csv, l);) ++lines;
-  EXPECT_EQ(lines, 1 + 5 + 5 * 5);
+  EXPECT_EQ(lines, 1 + 5 + 5 + 5 * 5);
 }
 
 TEST_F(Cli, DefaultRunPrintsAccuracyPerTestExperience) {
