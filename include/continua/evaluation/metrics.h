@@ -7,8 +7,8 @@
 // be longer than the number of rows: the experiences not trained yet). b[j]
 // is the accuracy of the initial (untrained) model on test experience j.
 // The definitions follow Lopez-Paz & Ranzato 2017 (GEM: backward and
-// forward transfer), Chaudhry et al. 2018 and Avalanche (forgetting),
-// Rebuffi et al. 2017 (average incremental accuracy).
+// forward transfer), Avalanche (forgetting: accuracy right after training
+// minus now), Rebuffi et al. 2017 (average incremental accuracy).
 //
 //   std::vector<std::vector<double>> A = {{0.9, 0.1}, {0.6, 0.8}};
 //   continua::metrics::backward_transfer(A);            // 0.6 - 0.9 = -0.3
