@@ -576,7 +576,8 @@ std::string comparison_plot(const std::vector<RunSummary>& runs) {
   // The lowest of 0.8, 0.6, 0.4, 0.2, 0 below every point: four grid steps of round size.
   double y0 = 0.8;
   while (y0 > 0 && y0 > lo - 0.02) y0 -= 0.2;
-  f.x0 = 1, f.x1 = double(std::max<size_t>(2, steps)), f.y0 = std::max(0.0, y0), f.y1 = 1;
+  // A margin beside the first and last experience for the spread-out points.
+  f.x0 = 0.9, f.x1 = double(std::max<size_t>(2, steps)) + 0.1, f.y0 = std::max(0.0, y0), f.y1 = 1;
   std::vector<double> ticks;
   for (size_t i = 1; i <= steps; ++i) ticks.push_back(double(i));
   std::ostringstream s;
@@ -585,16 +586,19 @@ std::string comparison_plot(const std::vector<RunSummary>& runs) {
   for (size_t k = 0; k < runs.size(); ++k) {
     const auto& r = runs[k];
     const char* c = color(k);
+    // Each run's points a few pixels apart, so runs with equal accuracies stay visible.
+    const double dx = (double(k) - double(runs.size() - 1) / 2) * 4;
+    const auto px = [&](size_t i) { return f.px(double(i + 1)) + dx; };
     // The ± std band over seeds.
     if (!r.seeds.empty() && r.curve_sd.size() == r.curve.size()) {
       std::string upper, lower;
       for (size_t i = 0; i < r.curve.size(); ++i) {
         if (!std::isfinite(r.curve[i])) continue;
-        upper += num(f.px(double(i + 1)), 1) + "," + num(f.py(std::min(1.0, r.curve[i] + r.curve_sd[i])), 1) + " ";
+        upper += num(px(i), 1) + "," + num(f.py(std::min(1.0, r.curve[i] + r.curve_sd[i])), 1) + " ";
       }
       for (size_t i = r.curve.size(); i-- > 0;) {
         if (!std::isfinite(r.curve[i])) continue;
-        lower += num(f.px(double(i + 1)), 1) + "," + num(f.py(std::max(f.y0, r.curve[i] - r.curve_sd[i])), 1) + " ";
+        lower += num(px(i), 1) + "," + num(f.py(std::max(f.y0, r.curve[i] - r.curve_sd[i])), 1) + " ";
       }
       s << "<polygon class=\"band\" points=\"" << upper << lower << "\" fill=\"" << c
         << "\" fill-opacity=\"0.10\" stroke=\"none\"/>\n";
@@ -602,14 +606,14 @@ std::string comparison_plot(const std::vector<RunSummary>& runs) {
     std::string points;
     for (size_t i = 0; i < r.curve.size(); ++i) {
       if (!std::isfinite(r.curve[i])) continue;
-      points += num(f.px(double(i + 1)), 1) + "," + num(f.py(r.curve[i]), 1) + " ";
+      points += num(px(i), 1) + "," + num(f.py(r.curve[i]), 1) + " ";
     }
     s << "<polyline class=\"series\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\""
       << (*kDashes[k % 5] ? std::string(" stroke-dasharray=\"") + kDashes[k % 5] + "\"" : std::string())
       << " points=\"" << points << "\"/>\n";
     for (size_t i = 0; i < r.curve.size(); ++i) {
       if (!std::isfinite(r.curve[i])) continue;
-      s << "<g class=\"point\">" << marker(k, f.px(double(i + 1)), f.py(r.curve[i]), c) << "<title>"
+      s << "<g class=\"point\">" << marker(k, px(i), f.py(r.curve[i]), c) << "<title>"
         << escape(r.name) << ", after " << i + 1 << ": " << num(r.curve[i], 4)
         << (r.seeds.empty() ? "" : " ± " + num(r.curve_sd[i], 4)) << "</title></g>\n";
     }
