@@ -13,6 +13,7 @@
 #include "continua/data/transforms.h"
 #include "continua/errors.h"
 #include "continua/evaluation/evaluator.h"
+#include "continua/evaluation/metrics.h"
 #include "continua/models/model.h"
 #include "continua/state/checkpointable.h"
 #include "continua/state/object_registry.h"

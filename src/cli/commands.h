@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -35,6 +36,9 @@ struct RunOptions {
   int64_t layers = 1;
   double dropout = 0.5;  // Avalanche's SimpleMLP: Dropout(0.5) after each hidden layer
   uint64_t seed = 0;
+  // "1,2,3": run the configuration once per seed (a folder per seed under
+  // --out, a checkpoint per seed); empty: one run with --seed.
+  std::string seeds;
   int64_t subset = 0;
   std::string class_order;  // "4,5,8,2,..."; empty: drawn from the seed
   bool task_labels = false;
@@ -79,8 +83,16 @@ int run(const RunOptions& o);
 std::shared_ptr<const Transform> run_transform(const RunOptions& o, const Benchmark& bench);
 int inspect(const std::string& path, bool json);
 int verify(const std::string& path);
-// `continua report DIR`: DIR/report.html from DIR/results.json and metrics.jsonl (report.cc).
-int report(const std::string& dir);
+// `continua report DIR [DIR...] [--out FILE] [--json]` (report.cc): one run's
+// page (DIR/report.html) from DIR/results.json and metrics.jsonl, or, for a
+// multi-seed run or several runs, a comparison page (DIR/report.html for one
+// folder, comparison.html for several); --json prints the comparison table.
+struct ReportOptions {
+  std::vector<std::string> dirs;
+  std::string out;
+  bool json = false;
+};
+int report(const ReportOptions& o);
 // `continua strategies [--json]`: every registered strategy with its options.
 int strategies(bool json);
 

@@ -57,6 +57,9 @@ const std::vector<RunField>& run_fields() {
       {"layers", &R::layers, "hidden layers (mlp)", true, true},
       {"dropout", &R::dropout, "dropout probability after each hidden layer (Avalanche's SimpleMLP: 0.5)", true, false},
       {"seed", &R::seed, "seed of every random generator", true, false},
+      {"seeds", &R::seeds,
+       "run once per seed, one after another (1,2,3): --out DIR/seed-S per seed and mean and std in "
+       "DIR/results.json; a checkpoint per seed", false, false},
       {"subset", &R::subset, "at most N training samples per experience (0: all)", true, false},
       {"class-order", &R::class_order,
        "the classes in the order the experiences bring them, comma-separated (a class split; "
@@ -140,6 +143,7 @@ void add_run_options(CLI::App& app, RunOptions& o) {
         ->default_str(def)
         ->group("Options of " + joined(use.strategies));
   }
+  app.get_option("--seeds")->excludes(app.get_option("--seed"));
   add_config_file_option(app, o.config);  // last: it checks its keys against the options above
 }
 

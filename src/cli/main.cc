@@ -1,4 +1,4 @@
-// The `continua` command: run, inspect, verify.
+// The `continua` command: run, inspect, verify, bench, strategies, report.
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -37,9 +37,13 @@ int main(int argc, char** argv) {
   CLI::App* strategies_cmd = app.add_subcommand("strategies", "list every registered strategy with its options");
   strategies_cmd->add_flag("--json", strategies_json, "print JSON: [{name, description, options}]");
 
-  std::string report_dir;
-  CLI::App* report_cmd = app.add_subcommand("report", "write DIR/report.html with the plots of a run's --out DIR");
-  report_cmd->add_option("dir", report_dir, "the --out folder of a run")->required();
+  continua::cli::ReportOptions report;
+  CLI::App* report_cmd = app.add_subcommand(
+      "report", "an HTML page of a run's --out DIR (DIR/report.html), or comparing several runs (comparison.html)");
+  report_cmd->add_option("dirs", report.dirs, "the --out folders of runs (single or --seeds runs)")->required();
+  report_cmd->add_option("--out", report.out,
+                         "the page to write (default: DIR/report.html for one folder, comparison.html for several)");
+  report_cmd->add_flag("--json", report.json, "print the comparison table as JSON instead of writing a page");
 
   try {
     app.parse(argc, argv);
@@ -53,7 +57,7 @@ int main(int argc, char** argv) {
     if (*inspect_cmd) return continua::cli::inspect(inspect_file, inspect_json);
     if (*verify_cmd) return continua::cli::verify(verify_file);
     if (*bench_cmd) return continua::cli::bench(bench);
-    if (*report_cmd) return continua::cli::report(report_dir);
+    if (*report_cmd) return continua::cli::report(report);
     if (*strategies_cmd) return continua::cli::strategies(strategies_json);
   } catch (const continua::Error& e) {
     continua::io::ErrLine() << "continua: error: " << e.what() << "\n";

@@ -4,14 +4,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <limits>
 #include <cmath>
 #include <cstring>
 #include <iostream>
 
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 
 #include "continua/errors.h"
+#include "continua/evaluation/metrics.h"
 #include "continua/io/console.h"
 
 namespace continua {
@@ -126,6 +130,52 @@ void JsonlLogger::log_eval(const EvalRecord& r) {
   append(rows);
 }
 
+namespace {
+nlohmann::json optional_json(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json confusion_json(int64_t classes, const std::vector<int64_t>& confusion) {
+  nlohmann::json rows = nlohmann::json::array();
+  if (classes <= 0 || confusion.size() != size_t(classes * classes)) return rows;
+  for (int64_t c = 0; c < classes; ++c) {
+    rows.push_back(std::vector<int64_t>(confusion.begin() + c * classes, confusion.begin() + (c + 1) * classes));
+  }
+  return rows;
+}
+}  // namespace
+
+void JsonlLogger::log_metrics(const MetricsRecord& r) {
+  nlohmann::json per_class = nlohmann::json::object();
+  for (const auto& [c, acc] : r.accuracy_per_class) per_class[std::to_string(c)] = acc;
+  nlohmann::json j = {{"event", "metrics"},
+                      {"trained_experiences", r.trained_experiences},
+                      {"average_accuracy", r.average_accuracy},
+                      {"average_incremental_accuracy", r.average_incremental_accuracy},
+                      {"forgetting", r.forgetting},
+                      {"forgetting_per_experience", r.forgetting_per_experience},
+                      {"backward_transfer", optional_json(r.backward_transfer)},
+                      {"forward_transfer", optional_json(r.forward_transfer)},
+                      {"accuracy_per_class", per_class},
+                      {"confusion_matrix", confusion_json(r.classes, r.confusion)}};
+  append(j.dump() + "\n");
+}
+
+void JsonlLogger::log_costs(const ExperienceCosts& r) {
+  nlohmann::json j = {{"event", "costs"},
+                      {"experience", r.experience},
+                      {"train_seconds", r.train_seconds},
+                      {"eval_seconds", r.eval_seconds},
+                      {"checkpoint_seconds", r.checkpoint_seconds},
+                      {"load_seconds", r.load_seconds},
+                      {"checkpoint_saves", r.checkpoint_saves},
+                      {"checkpoint_bytes", r.checkpoint_bytes},
+                      {"peak_resident_bytes", r.peak_resident_bytes},
+                      {"memory_samples", r.memory_samples},
+                      {"memory_bytes", r.memory_bytes}};
+  append(j.dump() + "\n");
+}
+
 // ------------------------------------------------------------ console
 
 ConsoleLogger::ConsoleLogger(Verbosity verbosity)
@@ -199,7 +249,8 @@ void Evaluator::record_epoch(const EpochRecord& r) {
 
 void Evaluator::record_eval(const EvalRecord& r) {
   evals_.push_back(r);
-  if (r.stream == "test" && r.trained_experiences > 0) {
+  const bool after_training = r.stream == "test" && r.trained_experiences > 0;
+  if (after_training) {
     std::vector<double> row;
     for (const EvalResult& e : r.results) row.push_back(e.accuracy);
     const size_t i = size_t(r.trained_experiences - 1);
@@ -207,34 +258,104 @@ void Evaluator::record_eval(const EvalRecord& r) {
     matrix_[i] = row;
   }
   for (auto& l : loggers_) l->log_eval(r);
+  if (after_training && !loggers_.empty()) {
+    const MetricsRecord m = metrics();
+    for (auto& l : loggers_) l->log_metrics(m);
+  }
 }
 
 void Evaluator::record_progress(const ProgressRecord& r) {
   for (auto& l : loggers_) l->log_progress(r);
 }
 
-double Evaluator::average_accuracy() const {
-  if (matrix_.empty()) return 0;
-  const auto& last = matrix_.back();
-  const size_t seen = std::min(matrix_.size(), last.size());
-  if (seen == 0) return 0;
-  double sum = 0;
-  for (size_t j = 0; j < seen; ++j) sum += last[j];
-  return sum / double(seen);
+const EvalRecord* Evaluator::test_eval(int64_t trained) const {
+  for (auto it = evals_.rbegin(); it != evals_.rend(); ++it) {
+    if (it->stream == "test" && it->trained_experiences == trained) return &*it;
+  }
+  return nullptr;
 }
 
-double Evaluator::forgetting() const {
-  if (matrix_.size() < 2) return 0;
-  const size_t last = matrix_.size() - 1;
-  double sum = 0;
-  size_t n = 0;
-  for (size_t j = 0; j < last; ++j) {
-    if (j < matrix_[j].size() && j < matrix_[last].size()) {
-      sum += matrix_[j][j] - matrix_[last][j];
-      ++n;
+std::vector<std::vector<double>> Evaluator::loss_matrix() const {
+  std::vector<std::vector<double>> m(matrix_.size());
+  for (size_t i = 0; i < matrix_.size(); ++i) {
+    if (const EvalRecord* r = test_eval(int64_t(i) + 1)) {
+      for (const EvalResult& e : r->results) m[i].push_back(e.loss);
     }
   }
-  return n ? sum / double(n) : 0;
+  return m;
+}
+
+std::vector<std::vector<double>> Evaluator::stream_accuracy_matrix(const std::string& stream) const {
+  std::vector<std::vector<double>> m;
+  for (const EvalRecord& r : evals_) {
+    if (r.stream != stream || r.trained_experiences <= 0) continue;
+    const size_t i = size_t(r.trained_experiences - 1);
+    if (m.size() <= i) m.resize(i + 1);
+    m[i].clear();
+    for (const EvalResult& e : r.results) m[i].push_back(e.accuracy);
+  }
+  return m;
+}
+
+std::optional<std::vector<double>> Evaluator::initial_accuracy() const {
+  const EvalRecord* r = test_eval(0);
+  if (!r) return std::nullopt;
+  std::vector<double> row;
+  for (const EvalResult& e : r->results) row.push_back(e.accuracy);
+  return row;
+}
+
+double Evaluator::average_accuracy() const { return metrics::average_accuracy(matrix_); }
+double Evaluator::average_incremental_accuracy() const { return metrics::average_incremental_accuracy(matrix_); }
+double Evaluator::forgetting() const { return metrics::forgetting(matrix_); }
+std::vector<double> Evaluator::forgetting_per_experience() const {
+  return metrics::forgetting_per_experience(matrix_);
+}
+std::optional<double> Evaluator::backward_transfer() const { return metrics::backward_transfer(matrix_); }
+std::optional<double> Evaluator::forward_transfer() const {
+  const auto initial = initial_accuracy();
+  if (!initial) return std::nullopt;
+  return metrics::forward_transfer(matrix_, *initial);
+}
+
+std::map<int64_t, double> Evaluator::class_accuracy() const {
+  for (auto it = evals_.rbegin(); it != evals_.rend(); ++it) {
+    if (it->stream == "test") return metrics::class_accuracy(it->confusion, it->unanswered, it->classes);
+  }
+  return {};
+}
+
+MetricsRecord Evaluator::metrics() const {
+  MetricsRecord m;
+  m.trained_experiences = int64_t(matrix_.size());
+  m.average_accuracy = average_accuracy();
+  m.average_incremental_accuracy = average_incremental_accuracy();
+  m.forgetting = forgetting();
+  m.forgetting_per_experience = forgetting_per_experience();
+  m.backward_transfer = backward_transfer();
+  m.forward_transfer = forward_transfer();
+  if (const EvalRecord* r = test_eval(m.trained_experiences)) {
+    m.accuracy_per_class = metrics::class_accuracy(r->confusion, r->unanswered, r->classes);
+    m.classes = r->classes;
+    m.confusion = r->confusion;
+  }
+  return m;
+}
+
+ExperienceCosts& Evaluator::costs(int64_t experience) {
+  auto it = std::lower_bound(costs_.begin(), costs_.end(), experience,
+                             [](const ExperienceCosts& c, int64_t e) { return c.experience < e; });
+  if (it == costs_.end() || it->experience != experience) {
+    ExperienceCosts c;
+    c.experience = experience;
+    it = costs_.insert(it, c);
+  }
+  return *it;
+}
+
+void Evaluator::record_costs(int64_t experience) {
+  const ExperienceCosts& c = costs(experience);
+  for (auto& l : loggers_) l->log_costs(c);
 }
 
 std::map<int64_t, double> Evaluator::task_accuracy() const {
@@ -271,6 +392,32 @@ void Evaluator::save_state(StateWriter& writer) const {
                      {"accuracy", r.stream_accuracy}, {"loss", r.stream_loss}, {"results", res}});
   }
   writer.write("evals", evals);
+  // Confusion matrices as tensors [classes, classes + 1] (the last column:
+  // unanswered), keyed by the evaluation's index; int32 unless a count needs more.
+  for (size_t k = 0; k < evals_.size(); ++k) {
+    const EvalRecord& r = evals_[k];
+    if (r.classes <= 0 || r.confusion.size() != size_t(r.classes * r.classes) ||
+        r.unanswered.size() != size_t(r.classes)) {
+      continue;
+    }
+    at::Tensor t = at::empty({r.classes, r.classes + 1}, at::kLong);
+    int64_t* p = t.data_ptr<int64_t>();
+    for (int64_t c = 0; c < r.classes; ++c) {
+      for (int64_t q = 0; q < r.classes; ++q) *p++ = r.confusion[size_t(c * r.classes + q)];
+      *p++ = r.unanswered[size_t(c)];
+    }
+    if (t.max().item<int64_t>() <= std::numeric_limits<int32_t>::max()) t = t.to(at::kInt);
+    writer.write("confusion." + std::to_string(k), t);
+  }
+  nlohmann::json costs = nlohmann::json::array();
+  for (const auto& c : costs_) {
+    costs.push_back({c.experience, c.train_seconds, c.eval_seconds, c.checkpoint_seconds, c.load_seconds,
+                     c.checkpoint_saves, c.checkpoint_bytes, c.peak_resident_bytes, c.memory_samples,
+                     c.memory_bytes});
+  }
+  StateWriter cw = writer.child("costs");
+  cw.write("experiences", costs);
+  cw.write("initial_eval_seconds", initial_eval_seconds_);
   for (const auto& l : loggers_) {
     StateWriter lw = writer.child("loggers").child(l->name());
     l->save_state(lw);
@@ -304,15 +451,65 @@ void Evaluator::stage_load(const StateReader& reader, LoadTransaction& tx) {
   } catch (const nlohmann::json::exception& e) {
     reader.fail("evals", std::string("malformed metric history: ") + e.what());
   }
+  for (size_t k = 0; k < evals.size(); ++k) {
+    const std::string key = "confusion." + std::to_string(k);
+    if (!reader.has(key)) continue;  // none computed, or a checkpoint from before confusion matrices
+    const at::Tensor& t = reader.tensor(key);
+    if (t.dim() != 2 || t.size(0) < 1 || t.size(0) > kMaxConfusionClasses || t.size(1) != t.size(0) + 1 ||
+        (t.scalar_type() != at::kInt && t.scalar_type() != at::kLong)) {
+      reader.fail(key, "expected an integer confusion matrix [classes, classes + 1] with at most " +
+                           std::to_string(kMaxConfusionClasses) + " classes");
+    }
+    const at::Tensor v = t.to(at::kCPU, at::kLong).contiguous();
+    if (v.numel() > 0 && v.min().item<int64_t>() < 0) reader.fail(key, "negative count");
+    EvalRecord& r = evals[k];
+    r.classes = v.size(0);
+    const int64_t* p = v.data_ptr<int64_t>();
+    r.confusion.reserve(size_t(r.classes * r.classes));
+    for (int64_t c = 0; c < r.classes; ++c) {
+      for (int64_t q = 0; q < r.classes; ++q) r.confusion.push_back(*p++);
+      r.unanswered.push_back(*p++);
+    }
+  }
+  std::vector<ExperienceCosts> costs;
+  double initial_eval_seconds = 0;
+  if (reader.has_child("costs")) {  // absent in checkpoints from before cost metrics
+    const StateReader cr = reader.child("costs");
+    try {
+      for (const auto& e : cr.json("experiences")) {
+        ExperienceCosts c;
+        c.experience = e.at(0).get<int64_t>();
+        c.train_seconds = e.at(1).get<double>();
+        c.eval_seconds = e.at(2).get<double>();
+        c.checkpoint_seconds = e.at(3).get<double>();
+        c.load_seconds = e.at(4).get<double>();
+        c.checkpoint_saves = e.at(5).get<int64_t>();
+        c.checkpoint_bytes = e.at(6).get<int64_t>();
+        c.peak_resident_bytes = e.at(7).get<int64_t>();
+        c.memory_samples = e.at(8).get<int64_t>();
+        c.memory_bytes = e.at(9).get<int64_t>();
+        if (c.experience < 0 || (!costs.empty() && c.experience <= costs.back().experience)) {
+          cr.fail("experiences", "experience indices must be >= 0 and increasing");
+        }
+        costs.push_back(c);
+      }
+      initial_eval_seconds = cr.get<double>("initial_eval_seconds");
+    } catch (const nlohmann::json::exception& e) {
+      cr.fail("experiences", std::string("malformed cost record: ") + e.what());
+    }
+  }
   // Loggers absent from the checkpoint (added since) start from an empty file.
   for (auto& l : loggers_) {
     StateReader lr = reader.child("loggers").child(l->name());
     if (reader.child("loggers").has_child(l->name())) l->stage_load(lr, tx);
   }
-  tx.then([this, matrix = std::move(matrix), epochs = std::move(epochs), evals = std::move(evals)]() mutable {
+  tx.then([this, matrix = std::move(matrix), epochs = std::move(epochs), evals = std::move(evals),
+           costs = std::move(costs), initial_eval_seconds]() mutable {
     matrix_ = std::move(matrix);
     epochs_ = std::move(epochs);
     evals_ = std::move(evals);
+    costs_ = std::move(costs);
+    initial_eval_seconds_ = initial_eval_seconds;
   });
 }
 

@@ -472,4 +472,29 @@ void Memory::stage_load(const StateReader& r, LoadTransaction& tx) {
   });
 }
 
+std::vector<MemoryFootprint> memory_footprints(const StateTree& tree) {
+  // A memory's subtree is recognised by the keys save_state writes above.
+  static const std::string kMarker = ".payload_names";
+  std::vector<MemoryFootprint> out;
+  for (const auto& [key, value] : tree.entries()) {
+    if (key.size() <= kMarker.size() || key.compare(key.size() - kMarker.size(), kMarker.size(), kMarker) != 0) {
+      continue;
+    }
+    const std::string prefix = key.substr(0, key.size() - kMarker.size());
+    const auto* refs = tree.find(prefix + ".experiences");
+    const at::Tensor* t = refs ? std::get_if<at::Tensor>(refs) : nullptr;
+    if (!t || !tree.contains(prefix + ".priorities") || !tree.contains(prefix + ".policy")) continue;
+    MemoryFootprint f;
+    f.key = prefix;
+    f.samples = t->numel();
+    for (auto it = tree.entries().lower_bound(prefix + "."); it != tree.entries().end(); ++it) {
+      if (it->first.compare(0, prefix.size() + 1, prefix + ".") != 0) break;
+      if (it->first == prefix + ".rng") continue;  // the generator, not the samples
+      if (const auto* v = std::get_if<at::Tensor>(&it->second)) f.bytes += int64_t(v->nbytes());
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
 }  // namespace continua

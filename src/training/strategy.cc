@@ -114,6 +114,56 @@ MiniBatch MiniBatch::from(const Batch& b) {
   return m;
 }
 
+namespace {
+
+// Counts of (true class, predicted class) over an evaluation, growing with
+// the widest output seen; rows without an answer counted apart.
+class ConfusionCounter {
+ public:
+  void add(const at::Tensor& y, const at::Tensor& predicted, const at::Tensor& answered, int64_t width) {
+    if (off_) return;
+    const at::Tensor yc = y.to(at::kCPU, at::kLong), pc = predicted.to(at::kCPU, at::kLong);
+    const at::Tensor ac = answered.to(at::kCPU);
+    const int64_t needed = std::max(width, yc.numel() ? yc.max().item<int64_t>() + 1 : int64_t(0));
+    if (needed > kMaxConfusionClasses || (yc.numel() && yc.min().item<int64_t>() < 0)) {
+      off_ = true;  // too many classes to keep a matrix for
+      return;
+    }
+    grow(needed);
+    const at::Tensor rows = ac.nonzero().flatten();
+    const at::Tensor cells = yc.index_select(0, rows) * classes_ + pc.index_select(0, rows);
+    counts_.view(-1).add_(at::bincount(cells, {}, classes_ * classes_));
+    const at::Tensor missing = ac.logical_not().nonzero().flatten();
+    unanswered_.add_(at::bincount(yc.index_select(0, missing), {}, classes_));
+  }
+  void write_to(EvalRecord& r) const {
+    if (off_ || classes_ == 0) return;
+    r.classes = classes_;
+    const at::Tensor c = counts_.contiguous(), u = unanswered_.contiguous();
+    r.confusion.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+    r.unanswered.assign(u.data_ptr<int64_t>(), u.data_ptr<int64_t>() + u.numel());
+  }
+
+ private:
+  void grow(int64_t classes) {
+    if (classes <= classes_) return;
+    at::Tensor counts = at::zeros({classes, classes}, at::kLong);
+    at::Tensor unanswered = at::zeros({classes}, at::kLong);
+    if (classes_ > 0) {
+      counts.narrow(0, 0, classes_).narrow(1, 0, classes_).copy_(counts_);
+      unanswered.narrow(0, 0, classes_).copy_(unanswered_);
+    }
+    counts_ = counts;
+    unanswered_ = unanswered;
+    classes_ = classes;
+  }
+  int64_t classes_ = 0;
+  at::Tensor counts_, unanswered_;
+  bool off_ = false;
+};
+
+}  // namespace
+
 at::Tensor cross_entropy_criterion(Strategy& s) {
   return torch::nn::functional::cross_entropy(s.mb_output, s.mb.y);
 }
@@ -321,6 +371,7 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
   record.stream = stream.empty() ? "" : stream.front().stream();
   int64_t total = 0, total_correct = 0;
   double total_loss = 0;
+  ConfusionCounter confusion;
   for (const Experience& e : stream) {
     EvalResult r;
     r.experience = e.index();
@@ -345,7 +396,10 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
                       .item<double>();
       // A row with every class masked (a task with no head yet) has no
       // answer: never correct, whatever argmax picks.
-      correct += out.argmax(1).eq(y).logical_and(std::get<0>(out.max(1)).gt(kMaskValue)).sum().item<int64_t>();
+      const at::Tensor predicted = out.argmax(1);
+      const at::Tensor answered = std::get<0>(out.max(1)).gt(kMaskValue);
+      correct += predicted.eq(y).logical_and(answered).sum().item<int64_t>();
+      confusion.add(y, predicted, answered, out.size(1));
       ++clock_.eval_iterations;
     }
     r.samples = e.size();
@@ -360,6 +414,7 @@ std::vector<EvalResult> Strategy::eval(const std::vector<Experience>& stream) {
   record.results = results;
   record.stream_accuracy = total ? double(total_correct) / double(total) : 0.0;
   record.stream_loss = total ? total_loss / double(total) : 0.0;
+  confusion.write_to(record);
   this->mb = MiniBatch();
   mb_features = mb_output = at::Tensor();
   evaluator_->record_eval(record);
@@ -490,6 +545,7 @@ std::string Strategy::state_digest() const {
   StateWriter w(tree, "strategy");
   save_state(w);
   tree.erase_prefix("strategy.evaluator.loggers");
+  tree.erase_prefix("strategy.evaluator.costs");  // wall times and sizes: not training state
   return tree.digest();
 }
 

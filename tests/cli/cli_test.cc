@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "test_util.h"
 
@@ -18,6 +19,22 @@ const std::string kQuick = " --subset 500 --hidden 64 --threads 1 --verbosity qu
 
 nlohmann::json results(const std::string& dir) {
   return nlohmann::json::parse(testing::read_file(dir + "/results.json"));
+}
+
+// metrics.jsonl without its "costs" rows, whose wall times differ between
+// runs, and the number of those rows.
+std::pair<std::string, int> without_costs(const std::string& path) {
+  std::istringstream in(testing::read_file(path));
+  std::string kept;
+  int costs = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (nlohmann::json::parse(line).value("event", "") == "costs") {
+      ++costs;
+    } else {
+      kept += line + "\n";
+    }
+  }
+  return {kept, costs};
 }
 
 class Cli : public ::testing::Test {
@@ -42,11 +59,12 @@ TEST_F(Cli, SameSeedSameDigestAcrossProcesses) {
   auto c = run_command(bin + " run --strategy replay --seed 4" + kQuick + " --out " + d.file("c"));
   ASSERT_EQ(c.status, 0) << c.output;
   EXPECT_NE(results(d.file("c"))["state_digest"], a["state_digest"]);
-  // metrics files: a header and one row per epoch and per evaluated experience
+  // metrics files: a header and one row per epoch and per evaluated experience,
+  // the initial model's evaluation (before the first experience) included
   std::ifstream csv(d.file("a") + "/metrics.csv");
   int lines = 0;
   for (std::string l; std::getline(csv, l);) ++lines;
-  EXPECT_EQ(lines, 1 + 5 + 5 * 5);
+  EXPECT_EQ(lines, 1 + 5 + 5 + 5 * 5);
 }
 
 TEST_F(Cli, DefaultRunPrintsAccuracyPerTestExperience) {
@@ -90,7 +108,10 @@ TEST_F(Cli, ResumeAcrossProcessesIsBitExactForEveryStrategy) {
     EXPECT_EQ(results(out)["state_digest"], results(ref)["state_digest"]) << strategy;
     EXPECT_EQ(results(out)["accuracy_matrix"], results(ref)["accuracy_matrix"]) << strategy;
     EXPECT_EQ(testing::read_file(out + "/metrics.csv"), testing::read_file(ref + "/metrics.csv"));
-    EXPECT_EQ(testing::read_file(out + "/metrics.jsonl"), testing::read_file(ref + "/metrics.jsonl"));
+    EXPECT_EQ(without_costs(out + "/metrics.jsonl"), without_costs(ref + "/metrics.jsonl"));
+    // The initial model was evaluated once, before the first experience, and kept across the resumes.
+    EXPECT_EQ(results(out)["initial_accuracy"], results(ref)["initial_accuracy"]) << strategy;
+    EXPECT_EQ(results(out)["forward_transfer"], results(ref)["forward_transfer"]) << strategy;
   }
 }
 
@@ -120,6 +141,33 @@ TEST_F(Cli, TaskLabelsGiveAHeadPerTaskAndAccuracyPerTask) {
                            " --checkpoint " + d.file("t.st"));
   EXPECT_NE(mixed.status, 0);
   EXPECT_NE(mixed.output.find("--task-labels"), std::string::npos) << mixed.output;
+}
+
+// --validation-split: the validation stream is evaluated after each
+// experience like the test stream; an online stream (chunks of 100) books
+// its rows and costs to the original experiences.
+TEST_F(Cli, ValidationStreamAndOnlineChunksInResults) {
+  TempDir d;
+  auto r = run_command(bin + " run --strategy replay --validation-split 0.2 --online-chunk 100" + kQuick +
+                       " --out " + d.file("o"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = results(d.file("o"));
+  ASSERT_EQ(j["accuracy_matrix"].size(), 5u) << j.dump();
+  ASSERT_EQ(j["valid_accuracy_matrix"].size(), 5u) << j.dump();
+  double sum = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(j["valid_accuracy_matrix"][i].size(), 5u);
+    sum += j["valid_accuracy_matrix"][4][i].get<double>() / 5;
+  }
+  EXPECT_DOUBLE_EQ(j["valid_average_accuracy"].get<double>(), sum);
+  EXPECT_NE(j["valid_accuracy_matrix"], j["accuracy_matrix"]);
+  // 500 samples, 20% held out, in chunks of 100: 4 chunks per experience.
+  EXPECT_EQ(j["trained_experiences"], 20);
+  EXPECT_EQ(j["costs"]["per_experience"].size(), 5u) << j["costs"].dump();
+  // Without the option there is no validation matrix.
+  auto plain = run_command(bin + " run --strategy naive --max-experiences 1" + kQuick + " --out " + d.file("p"));
+  ASSERT_EQ(plain.status, 0) << plain.output;
+  EXPECT_FALSE(results(d.file("p")).contains("valid_accuracy_matrix"));
 }
 
 TEST_F(Cli, ImpossibleOptionsAreClearErrors) {

@@ -278,5 +278,38 @@ TEST(Replay, EveryIterationTrainsOnAMemoryMiniBatchBesideTheNewOne) {
   EXPECT_EQ(s.plugin<ReplayPlugin>()->memory_size(), 50);
 }
 
+// The CLI's memory size: memory_footprints finds every memory in a state
+// tree, with its samples and the bytes of its references and payload.
+TEST(Memory, FootprintsFindEveryMemoryInTheState) {
+  auto b = synthetic_benchmark(1);
+  for (const std::string name : {"replay", "der", "bic", "naive"}) {
+    auto s = testing::make_test_strategy(name, *b, 1);
+    ASSERT_TRUE(s->train(b->train_stream()[0]));
+    StateTree tree;
+    StateWriter w(tree, "strategy");
+    s->save_state(w);
+    const auto found = memory_footprints(tree);
+    int64_t samples = 0, bytes = 0;
+    int64_t expected_bytes = 0;
+    for (const auto& f : found) {
+      samples += f.samples;
+      bytes += f.bytes;
+      // references (int32 experience, int32 position), float32 priority, and payload rows
+      const auto& refs = std::get<at::Tensor>(*tree.find(f.key + ".experiences"));
+      expected_bytes += refs.numel() * (4 + 4 + 4);
+      for (const auto& [key, value] : tree.entries()) {
+        if (key.rfind(f.key + ".payload.", 0) == 0) expected_bytes += int64_t(std::get<at::Tensor>(value).nbytes());
+      }
+    }
+    if (name == "naive") {
+      EXPECT_TRUE(found.empty());
+      continue;
+    }
+    EXPECT_EQ(found.size(), name == "bic" ? 2u : 1u) << name;  // BiC: training and validation memories
+    EXPECT_GT(samples, 0) << name;
+    EXPECT_EQ(bytes, expected_bytes) << name;
+  }
+}
+
 }  // namespace
 }  // namespace continua

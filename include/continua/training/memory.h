@@ -175,4 +175,14 @@ at::Tensor herding_order(const at::Tensor& features, int64_t m);
 // The shares of `total` among `groups`: equal, the remainder to the first.
 std::vector<int64_t> balanced_shares(int64_t total, int64_t groups);
 
+// A memory found in a state tree (a subtree Memory::save_state wrote): the
+// samples it holds and the bytes of its references, priorities and payload
+// in a checkpoint. The CLI reports them as the memory size of a strategy.
+struct MemoryFootprint {
+  std::string key;  // the subtree, e.g. "strategy.plugins.replay.memory"
+  int64_t samples = 0;
+  int64_t bytes = 0;
+};
+std::vector<MemoryFootprint> memory_footprints(const StateTree& tree);
+
 }  // namespace continua

@@ -230,7 +230,8 @@ class Strategy : public Checkpointable {
   // Every component stages first (Stateful::stage_load), then all commit:
   // a checkpoint that does not fit changes nothing.
   void stage_load(const StateReader& reader, LoadTransaction& tx) override;
-  // SHA-256 of the whole training state (loggers' file lengths excluded).
+  // SHA-256 of the whole training state (loggers' file lengths and the
+  // evaluator's costs, wall times and sizes, excluded).
   std::string state_digest() const;
 
   // For plugins and loops.
