@@ -38,9 +38,10 @@ const std::vector<RunField>& run_fields() {
       {"benchmark", &R::benchmark, "", true, true},  // help: the benchmark names
       {"dataset", &R::dataset,
        "the dataset of a scenario named alone (--benchmark split|permuted|rotated|instances): fmnist, mnist, "
-       "synthetic, or FORMAT:PATH", true, true},
+       "cifar10, cifar100, synthetic, or FORMAT:PATH (FORMAT: idx, cifar, npy, csv, images; docs/datasets.md)", true, true},
       {"data-dir", &R::data_dir,
-       "folder with the dataset's files (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist)", true, false},
+       "folder with the built-in dataset's files (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist; "
+       "CIFAR: the binary distribution's folder)", true, false},
       {"strategy", &R::strategy, "", true, true},  // help: the registry's names
       {"model", &R::model, "mlp, cnn, resnet18 (the reduced ResNet-18: image inputs)", true, true},
       {"augment", &R::augment,

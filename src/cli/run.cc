@@ -192,8 +192,9 @@ std::shared_ptr<Model> build_run_model(const RunOptions& o, const Benchmark& ben
                         .hidden(o.hidden)
                         .layers(o.layers)
                         .dropout(o.dropout)
+                        // [C, H, W] or one channel [H, W] (e.g. a user's .npy images).
                         .channels(shape.size() == 3 ? shape[0] : 1)
-                        .image_size(shape.size() == 3 ? shape[1] : 1)
+                        .image_size(shape.size() == 3 ? shape[1] : shape.size() == 2 ? shape[0] : 1)
                         .multi_head(o.task_labels));
 }
 

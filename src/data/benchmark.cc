@@ -216,7 +216,12 @@ const std::vector<std::string>& scenarios() {
   return v;
 }
 const std::vector<std::string>& builtin_datasets() {
-  static const std::vector<std::string> v = {"fmnist", "mnist", "synthetic"};
+  static const std::vector<std::string> v = {"fmnist", "mnist", "cifar10", "cifar100", "synthetic"};
+  return v;
+}
+// The formats of a user's data set, FORMAT:PATH (open_dataset_pair).
+const std::vector<std::string>& user_formats() {
+  static const std::vector<std::string> v = {"idx", "cifar", "npy", "csv", "images"};
   return v;
 }
 bool contains(const std::vector<std::string>& v, const std::string& s) {
@@ -243,6 +248,9 @@ std::string known_names() {
 Normalization default_normalization(const std::string& dataset) {
   if (dataset == "fmnist") return {{0.2860}, {0.3530}};
   if (dataset == "mnist") return {{0.1307}, {0.3081}};
+  // Avalanche's SplitCIFAR10/100 transforms.
+  if (dataset == "cifar10") return {{0.4914, 0.4822, 0.4465}, {0.2023, 0.1994, 0.2010}};
+  if (dataset == "cifar100") return {{0.5071, 0.4865, 0.4409}, {0.2673, 0.2564, 0.2762}};
   return {};
 }
 
@@ -292,26 +300,18 @@ std::vector<int64_t> classes_among(const at::Tensor& targets) {
   return std::vector<int64_t>(u.data_ptr<int64_t>(), u.data_ptr<int64_t>() + u.numel());
 }
 
-std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> idx_pair(
-    const std::string& dir, const std::string& what, ObjectPool& pool) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) {
-    throw InvalidArgument("--data-dir '" + dir + "' is not a directory");
+// A user's data set, "FORMAT:PATH": its format (idx, cifar, npy, csv,
+// images) and path; InvalidArgument naming `what` otherwise.
+std::pair<std::string, std::string> split_user_dataset(const std::string& spec, const std::string& what) {
+  const size_t colon = spec.find(':');
+  const std::string format = colon == std::string::npos ? "" : spec.substr(0, colon);
+  if (!contains(user_formats(), format) || colon + 1 >= spec.size()) {
+    std::string formats;
+    for (const auto& f : user_formats()) formats += (formats.empty() ? "" : ", ") + f;
+    throw InvalidArgument(what + " '" + spec + "': expected a built-in dataset or FORMAT:PATH with FORMAT one of " +
+                          formats);
   }
-  auto file = [&](const char* stem) {
-    for (const char* ext : {".gz", ""}) {
-      fs::path p = fs::path(dir) / (std::string(stem) + ext);
-      if (fs::exists(p)) return p.string();
-    }
-    throw InvalidArgument("--data-dir '" + dir + "' has no " + what + " file " + stem + "[.gz]" +
-                          (what == "Fashion-MNIST" ? " (install the Debian package dataset-fashion-mnist)" : ""));
-  };
-  auto get = [&](const char* images, const char* labels) {
-    auto obj = pool.get("idx-dataset", {{"images", file(images)}, {"labels", file(labels)}});
-    return std::dynamic_pointer_cast<const Dataset>(obj);
-  };
-  return {get("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          get("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")};
+  return {format, spec.substr(colon + 1)};
 }
 
 struct Built {
@@ -321,9 +321,26 @@ struct Built {
 
 Built open_datasets(const std::string& type, const std::string& dataset, const nlohmann::json& a,
                     ObjectPool& pool) {
-  if (dataset == "fmnist" || dataset == "mnist") {
-    auto [train, test] = idx_pair(a.at("data_dir").get<std::string>(), dataset == "fmnist" ? "Fashion-MNIST" : "MNIST", pool);
+  if (dataset.empty()) {
+    // A scenario named alone: a user's files.
+    if (!a.contains("dataset") || !a["dataset"].is_string()) {
+      throw InvalidArgument("benchmark '" + type + "' needs a dataset FORMAT:PATH (argument 'dataset')");
+    }
+    const auto [format, path] = split_user_dataset(a["dataset"].get<std::string>(), "benchmark '" + type + "': dataset");
+    auto [train, test] = open_dataset_pair(format, path, pool);
     return {train, test, false};
+  }
+  if (dataset == "fmnist" || dataset == "mnist" || dataset == "cifar10" || dataset == "cifar100") {
+    const std::string dir = a.at("data_dir").get<std::string>();
+    if (!std::filesystem::is_directory(dir)) throw InvalidArgument("--data-dir '" + dir + "' is not a directory");
+    try {
+      auto [train, test] = open_dataset_pair(dataset == "fmnist" || dataset == "mnist" ? "idx" : dataset, dir, pool);
+      return {train, test, false};
+    } catch (const IoError& e) {
+      // A missing file: say which option names the folder.
+      throw InvalidArgument(std::string("--data-dir: ") + e.what() +
+                            (dataset == "fmnist" ? " (install the Debian package dataset-fashion-mnist)" : ""));
+    }
   }
   if (dataset == "synthetic") {
     // Train and test must share the class centers, so both come from one
@@ -389,9 +406,6 @@ std::shared_ptr<Benchmark> build_benchmark(const std::string& type, const nlohma
   CommonArgs c = common_args(a);
   const Normalization norm = normalization_from_args(a, type);
   const std::string dataset = named_dataset;
-  if (dataset.empty()) {
-    throw InvalidArgument("benchmark '" + type + "' needs a dataset (FORMAT:PATH readers are not built in this version)");
-  }
   Built data = open_datasets(type, dataset, a, pool);
   auto bench = std::shared_ptr<Benchmark>(new Benchmark(type, a, data.train, data.test));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
@@ -565,6 +579,17 @@ nlohmann::json benchmark_args(const BenchmarkOptions& o, const std::string& data
   if (o.validation_split_ != 0) a["validation_split"] = o.validation_split_;
   if (o.online_chunk_ != 0) a["online_chunk"] = o.online_chunk_;
   if (o.online_boundaries_) a["online_boundaries"] = true;
+  if (dataset.find(':') != std::string::npos) {
+    // A user's files: the path made absolute, so that a checkpoint resumes
+    // from another working directory. No normalisation: uint8 inputs are
+    // scaled to [0, 1], others kept as the files hold them.
+    if (!o.data_dir_.empty()) {
+      throw InvalidArgument("--data-dir is for the built-in datasets; --dataset " + dataset + " names its path");
+    }
+    const auto [format, path] = split_user_dataset(dataset, "--dataset");
+    a["dataset"] = format + ":" + std::filesystem::absolute(path).lexically_normal().string();
+    return a;
+  }
   if (dataset == "synthetic") {
     a["dataset"] = {{"samples_per_class", 200}, {"classes", 10}, {"features", 32},
                     {"noise", 1.0}, {"seed", o.seed_}};
@@ -604,10 +629,15 @@ std::shared_ptr<Benchmark> make_benchmark(const BenchmarkOptions& options, Objec
   if (dataset.empty()) {
     dataset = options.dataset_;
     if (dataset.empty()) throw InvalidArgument("--benchmark " + options.name_ + " needs --dataset");
-    if (!contains(builtin_datasets(), dataset)) {
-      throw InvalidArgument("--dataset: unknown dataset '" + dataset + "'");
+    if (dataset.find(':') != std::string::npos) {
+      split_user_dataset(dataset, "--dataset");  // a user's files: the type stays the scenario's name
+    } else if (!contains(builtin_datasets(), dataset)) {
+      std::string names;
+      for (const auto& d : builtin_datasets()) names += d + ", ";
+      throw InvalidArgument("--dataset: unknown dataset '" + dataset + "' (known: " + names + "or FORMAT:PATH)");
+    } else {
+      type = scenario + "-" + dataset;
     }
-    type = scenario + "-" + dataset;
   } else if (!options.dataset_.empty() && options.dataset_ != dataset) {
     throw InvalidArgument("--dataset " + options.dataset_ + ": --benchmark " + options.name_ +
                           " already names its dataset");

@@ -7,6 +7,7 @@
 
 #include "continua/errors.h"
 #include "continua/data/benchmark.h"
+#include "data/readers/writers.h"
 #include "test_util.h"
 
 namespace continua {
@@ -181,6 +182,80 @@ TEST(Scenarios, NamesAndDatasetsCombine) {
   expect_msg(BenchmarkOptions().name("permuted-synthetic").class_order({0, 1}), "--class-order");
   expect_msg(BenchmarkOptions().name("split-synthetic").rotations({1, 2}), "--rotations");
   expect_msg(BenchmarkOptions().name("split-synthetic").online_chunk(-1), "--online-chunk");
+}
+
+// split-cifar10 over CIFAR-10's binary batches: three channels, each
+// normalised by Avalanche's CIFAR-10 mean and std; a checkpoint's arguments
+// rebuild it; rotated-cifar10 rotates each channel.
+TEST(Scenarios, Cifar10IsNormalisedPerChannel) {
+  testing::TempDir d;
+  std::vector<std::vector<uint8_t>> labels;
+  for (int i = 0; i < 20; ++i) labels.push_back({uint8_t(i % 10)});
+  for (int b = 1; b <= 5; ++b) {
+    testing::write_file(d.file("data_batch_" + std::to_string(b) + ".bin"), testing::cifar_records(labels, 20 * b));
+  }
+  testing::write_file(d.file("test_batch.bin"), testing::cifar_records(labels, 0));
+  auto bench = make_benchmark(BenchmarkOptions().name("split-cifar10").data_dir(d.path()).seed(2));
+  EXPECT_EQ(bench->sample_shape(), (std::vector<int64_t>{3, 32, 32}));
+  EXPECT_EQ(bench->num_classes(), 10);
+  ASSERT_EQ(bench->train_stream().size(), 5u);
+  const Experience& e = bench->test_stream()[0];
+  const at::Tensor x = e.get(at::arange(0, 1, at::kLong)).x[0];
+  const int64_t row = e.indices()[0].item<int64_t>();  // the record in test_batch.bin
+  const double mean[3] = {0.4914, 0.4822, 0.4465}, stddev[3] = {0.2023, 0.1994, 0.2010};
+  for (int c = 0; c < 3; ++c) {
+    for (int k : {0, 77, 1023}) {
+      const double byte = testing::cifar_pixel(size_t(row), size_t(c * 1024 + k));
+      EXPECT_NEAR(x[c].reshape({-1})[k].item<double>(), (byte / 255.0 - mean[c]) / stddev[c], 1e-5) << c << " " << k;
+    }
+  }
+  auto rebuilt = std::dynamic_pointer_cast<const Benchmark>(
+      ObjectPool().get(bench->type_name(), bench->constructor_args()));
+  ASSERT_TRUE(rebuilt);
+  EXPECT_TRUE(rebuilt->train_stream()[3].indices().equal(bench->train_stream()[3].indices()));
+  auto rotated = make_benchmark(BenchmarkOptions().name("rotated-cifar10").data_dir(d.path()).rotations({90, 0, 0, 0, 0}));
+  const Experience& r = rotated->test_stream()[0];
+  const at::Tensor all = r.get(at::arange(0, 1, at::kLong)).x[0];
+  const at::Tensor plain = rotated->test_stream()[1].get(at::arange(0, 1, at::kLong)).x[0];
+  EXPECT_TRUE(all.equal(torch::rot90(plain, 1, {1, 2})));
+}
+
+// A user's arrays, --dataset npy:PATH: the benchmark's type is the scenario
+// alone, its arguments hold the absolute path, no normalisation applies.
+TEST(Scenarios, UserFilesAsFormatAndPath) {
+  testing::TempDir d;
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  for (int i = 0; i < 12; ++i) {
+    for (int f = 0; f < 3; ++f) x.push_back(float(i * 3 + f));
+    y.push_back(i % 3);
+  }
+  for (const char* split : {"train", "test"}) {
+    testing::write_file(d.file(std::string(split) + "_x.npy"), testing::npy_bytes("<f4", false, "(12, 3)", testing::le_bytes(x)));
+    testing::write_file(d.file(std::string(split) + "_y.npy"), testing::npy_bytes("<i8", false, "(12,)", testing::le_bytes(y)));
+  }
+  auto bench = make_benchmark(BenchmarkOptions().name("split").dataset("npy:" + d.path()).experiences(3).class_order({2, 0, 1}));
+  EXPECT_EQ(bench->type_name(), "split");
+  EXPECT_EQ(bench->constructor_args()["dataset"], "npy:" + d.path());
+  EXPECT_FALSE(bench->constructor_args().contains("normalize"));
+  ASSERT_EQ(bench->train_stream().size(), 3u);
+  EXPECT_EQ(bench->train_stream()[0].classes(), (std::vector<int64_t>{2}));
+  const Experience& e = bench->train_stream()[0];
+  const auto batch = e.get(at::arange(0, e.size(), at::kLong));
+  for (int64_t i = 0; i < e.size(); ++i) {
+    const int64_t row = e.indices()[i].item<int64_t>();
+    EXPECT_EQ(batch.y[i].item<int64_t>(), 2);
+    EXPECT_EQ(batch.x[i][1].item<float>(), float(row * 3 + 1));  // as the file holds it
+  }
+  auto rebuilt = std::dynamic_pointer_cast<const Benchmark>(ObjectPool().get("split", bench->constructor_args()));
+  ASSERT_TRUE(rebuilt);
+  EXPECT_TRUE(rebuilt->train_stream()[1].indices().equal(bench->train_stream()[1].indices()));
+  // A damaged argument in a checkpoint is an error, not a crash.
+  nlohmann::json bad = bench->constructor_args();
+  bad["dataset"] = "zip:" + d.path();
+  EXPECT_THROW(ObjectPool().get("split", bad), InvalidArgument);
+  bad.erase("dataset");
+  EXPECT_THROW(ObjectPool().get("split", bad), InvalidArgument);
 }
 
 class FmnistScenarios : public ::testing::Test {
