@@ -144,6 +144,34 @@ fi
   echo "FAIL: two_process: not every rank loaded the checkpoint with its state"; exit 1; }
 "$PREFIX/bin/continua" verify "$TMP/tp.safetensors"
 
+echo "== own_npy: a user's arrays saved by NumPy, a class split trained through the API, stopped and resumed"
+NP=$TMP/npy-data
+mkdir -p "$NP"
+/usr/bin/python3 - "$NP" <<'PY'
+import sys, numpy as np
+rng = np.random.default_rng(0)
+for split, n in (("train", 90), ("test", 30)):
+    y = np.arange(n) % 6
+    x = (rng.normal(0, 0.5, (len(y), 4, 4)) + (np.arange(16).reshape(4, 4)[None] % 6 == y[:, None, None])).astype(np.float32)
+    np.save(f"{sys.argv[1]}/{split}_x.npy", x)
+    np.save(f"{sys.argv[1]}/{split}_y.npy", y)
+PY
+ON=$TMP/examples/own_npy/own_npy
+"$ON" "$NP" "$TMP/on-whole.safetensors" | tee "$TMP/on-whole.txt"
+grep -q "90 training samples of shape \[4, 4\], 6 classes, 3 experiences" "$TMP/on-whole.txt" || {
+  echo "FAIL: own_npy did not read the arrays NumPy wrote"; exit 1; }
+"$ON" "$NP" "$TMP/on.safetensors" --stop-after 2 | tee "$TMP/on1.txt"
+grep -q "stopping after 2" "$TMP/on1.txt"
+"$ON" "$NP" "$TMP/on.safetensors" | tee "$TMP/on2.txt"
+grep -q "starting at experience 2" "$TMP/on2.txt"
+same_digest "own_npy resumed vs uninterrupted" \
+  "$(value_after "$TMP/on2.txt" "state digest")" "$(value_after "$TMP/on-whole.txt" "state digest")"
+"$PREFIX/bin/continua" inspect "$TMP/on.safetensors" | grep -q "npy:$NP" || {
+  echo "FAIL: the checkpoint does not name the arrays' folder"; exit 1; }
+# The same arrays through the command line.
+"$PREFIX/bin/continua" run --benchmark split --dataset "npy:$NP" --experiences 3 --threads 1 --out "$TMP/on-cli" > "$TMP/on-cli.txt"
+grep -q '"complete": true' "$TMP/on-cli/results.json" || { echo "FAIL: continua run on the arrays"; exit 1; }
+
 echo "== slurm_preemptible: jobs stopped by USR1 requeue themselves and end with the digest of uninterrupted runs"
 SL=$TMP/slurm
 mkdir -p "$SL"
