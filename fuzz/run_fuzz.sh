@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Builds the reader fuzzer with clang (libFuzzer + ASan + UBSan) and runs it.
+# Builds a fuzz target with clang (libFuzzer + ASan + UBSan) and runs it.
 #
-#   fuzz/run_fuzz.sh [--seconds N] [--build-dir DIR] [--jobs J] [--keep-corpus DIR]
+#   fuzz/run_fuzz.sh [--target reader|dataset|config] [--seconds N] [--runs N]
+#                    [--build-dir DIR] [--keep-corpus DIR]
 #
-# Default: 45 s, the short run ctest does (test `fuzz_reader_short`). The long
-# run is fuzz/run_long.sh. Exits 77 (ctest: skipped) when clang++ or the
+# Targets: reader (the checkpoint reader, fuzz/reader_fuzzer.cc, seeds in
+# fuzz/corpus), dataset (the readers of users' data files,
+# fuzz/dataset_fuzzer.cc, seeds in fuzz/corpus-dataset), config (the YAML
+# configuration, fuzz/config_fuzzer.cc, seeds in fuzz/corpus-config).
+# Default: reader for 45 s, the short run ctest does (tests `fuzz_*_short`).
+# The long run is fuzz/run_long.sh. Exits 77 (ctest: skipped) when clang++ or the
 # libFuzzer runtime is missing, non-zero when the fuzzer finds a crash (the
 # input is left in <build dir>/artifacts/ and printed).
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 seconds=45
+runs=-1
+target=reader
 build="$src/build-fuzz"
 workcorpus=""
 while (($#)); do
   case "$1" in
+    --target) target="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
+    --runs) runs="$2"; seconds=0; shift 2 ;;
     --build-dir) build="$2"; shift 2 ;;
     --keep-corpus) workcorpus="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -30,10 +39,25 @@ if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned 
   echo "SKIP: $CXX cannot link -fsanitize=fuzzer (install libclang-rt-14-dev)"; exit 77
 fi
 
-mkdir -p "$build/obj" "$build/artifacts"
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=all -I"$src/include" -I"$src/src")
-sources=("$src"/src/io/*.cc "$src"/src/format/*.cc "$src/fuzz/reader_fuzzer.cc")
+case "$target" in
+  reader)
+    sources=("$src"/src/io/*.cc "$src"/src/format/*.cc "$src/fuzz/reader_fuzzer.cc")
+    libs=(-lcrypto); seeds="$src/fuzz/corpus" ;;
+  dataset)
+    # The system's zlib, libzip, libpng, TurboJPEG and libcsv are not
+    # instrumented: crashes in them are caught, their coverage is not guided.
+    sources=("$src"/src/data/readers/*.cc "$src/fuzz/dataset_fuzzer.cc")
+    libs=(-lzip -lpng16 -lturbojpeg -lcsv -lz); seeds="$src/fuzz/corpus-dataset" ;;
+  config)
+    # yaml-cpp is the system's (not instrumented); CLI11 is header-only (instrumented).
+    sources=("$src/src/cli/config_file.cc" "$src/fuzz/config_fuzzer.cc")
+    libs=(-lyaml-cpp); seeds="$src/fuzz/corpus-config" ;;
+  *) echo "unknown target $target (reader, dataset, config)" >&2; exit 2 ;;
+esac
+build="$build/$target"
+mkdir -p "$build/obj" "$build/artifacts"
 objs=()
 stale=()
 for s in "${sources[@]}"; do
@@ -41,7 +65,7 @@ for s in "${sources[@]}"; do
   objs+=("$o")
   # Rebuild when the source or any header is newer than the object.
   if [ ! -f "$o" ] || [ "$s" -nt "$o" ] ||
-     [ -n "$(find "$src/include" "$src/src/format" -newer "$o" -name '*.h' -print -quit)" ]; then
+     [ -n "$(find "$src/include" "$src/src/format" "$src/src/data/readers" "$src/src/cli" -newer "$o" -name '*.h' -print -quit)" ]; then
     stale+=("$s")
   fi
 done
@@ -51,9 +75,9 @@ if ((${#stale[@]})); then
     '"$0" "$@" -fsanitize=fuzzer-no-link -c "{}" -o "'"$build"'/obj/$(basename "{}" .cc).o"' \
     "$CXX" "${flags[@]}"
 fi
-bin="$build/reader_fuzzer"
+bin="$build/${target}_fuzzer"
 if [ ! -f "$bin" ] || [ -n "$(find "$build/obj" -newer "$bin" -name '*.o' -print -quit)" ]; then
-  "$CXX" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" -lcrypto -o "$bin"
+  "$CXX" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" "${libs[@]}" -o "$bin"
 fi
 
 # New inputs go to a scratch corpus, never into the committed seeds.
@@ -62,7 +86,7 @@ if [ -z "$workcorpus" ]; then
   trap 'rm -rf "$workcorpus"' EXIT
 fi
 mkdir -p "$workcorpus"
-echo "fuzzing for ${seconds}s: $bin"
-"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-  -print_final_stats=1 -artifact_prefix="$build/artifacts/" \
-  "$workcorpus" "$src/fuzz/corpus"
+if ((runs >= 0)); then echo "fuzzing for $runs runs: $bin"; else echo "fuzzing for ${seconds}s: $bin"; fi
+"$bin" -max_total_time="$seconds" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/" \
+  "$workcorpus" "$seeds"
