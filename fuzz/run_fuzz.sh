@@ -80,6 +80,10 @@ if [ ! -f "$bin" ] || [ -n "$(find "$build/obj" -newer "$bin" -name '*.o' -print
   "$CXX" "${flags[@]}" -fsanitize=fuzzer "${objs[@]}" "${libs[@]}" -o "$bin"
 fi
 
+# The committed corpus a long campaign grew (fuzz/corpus-grown/<target>,
+# minimised with -merge=1) starts every run where that campaign ended.
+grown=()
+if [ -d "$src/fuzz/corpus-grown/$target" ]; then grown=("$src/fuzz/corpus-grown/$target"); fi
 # New inputs go to a scratch corpus, never into the committed seeds.
 if [ -z "$workcorpus" ]; then
   workcorpus="$(mktemp -d)"
@@ -89,4 +93,4 @@ mkdir -p "$workcorpus"
 if ((runs >= 0)); then echo "fuzzing for $runs runs: $bin"; else echo "fuzzing for ${seconds}s: $bin"; fi
 "$bin" -max_total_time="$seconds" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
   -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/" \
-  "$workcorpus" "$seeds"
+  "$workcorpus" "$seeds" "${grown[@]}"
