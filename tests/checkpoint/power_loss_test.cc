@@ -127,6 +127,29 @@ std::string digest_of_file(const std::string& path, const Scenario& sc, const st
   return s->state_digest();
 }
 
+// After a cut at k: for each variant of the cut, the disk as it would be,
+// the single file at `path` loaded into a fresh strategy, checked against
+// the saves that had returned, and resumed to the end.
+void load_every_variant(io::PowerLossFileSystem& fs, const std::string& path, const Scenario& sc,
+                        const std::shared_ptr<Benchmark>& bench, const Reference& ref, size_t k, Counts& counts) {
+  for (io::PowerLossVariant v : io::all_power_loss_variants()) {
+    const std::string where = where_of(k, fs, ref.calls, v);
+    fs.materialize(v);
+    const bool present = stdfs::exists(path);
+    auto fresh = scenario_strategy(sc, *bench);
+    try {
+      maybe_load_checkpoint(*fresh, path, {}, {bench});
+    } catch (const Error& e) {
+      ADD_FAILURE() << where << ": the load failed: " << e.what();
+      continue;
+    }
+    ++counts.loads;
+    const int j = check_loaded(ref, k, present, fresh->state_digest(), where);
+    ++counts.loaded[j];
+    check_resume(*fresh, *bench, sc, ref, counts, where);
+  }
+}
+
 // ------------------------------------------------------------ single file
 
 Reference single_file_reference(const Scenario& sc, const std::shared_ptr<Benchmark>& bench) {
@@ -171,22 +194,7 @@ TEST(PowerLoss, SingleFileSaveCutAtEveryCall) {
     fs.cut();
     ASSERT_EQ(fs.cut_index(), k);
     ++counts.cuts;
-    for (io::PowerLossVariant v : io::all_power_loss_variants()) {
-      const std::string where = where_of(k, fs, ref.calls, v);
-      fs.materialize(v);
-      const bool present = stdfs::exists(path);
-      auto fresh = scenario_strategy(sc, *bench);
-      try {
-        maybe_load_checkpoint(*fresh, path, {}, {bench});
-      } catch (const Error& e) {
-        ADD_FAILURE() << where << ": the load failed: " << e.what();
-        continue;
-      }
-      ++counts.loads;
-      const int j = check_loaded(ref, k, present, fresh->state_digest(), where);
-      ++counts.loaded[j];
-      check_resume(*fresh, *bench, sc, ref, counts, where);
-    }
+    load_every_variant(fs, path, sc, bench, ref, k, counts);
   }
   std::cout << counts.summary("save_checkpoint (one file)", ref.calls, ref.saves.size()) << "; "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
@@ -429,22 +437,7 @@ TEST(PowerLoss, AsyncCheckpointerCutAtEveryCall) {
     fs.cut();
     ASSERT_EQ(fs.cut_index(), k);
     ++counts.cuts;
-    for (io::PowerLossVariant v : io::all_power_loss_variants()) {
-      const std::string where = where_of(k, fs, ref.calls, v);
-      fs.materialize(v);
-      const bool present = stdfs::exists(path);
-      auto fresh = scenario_strategy(sc, *bench);
-      try {
-        maybe_load_checkpoint(*fresh, path, {}, {bench});
-      } catch (const Error& e) {
-        ADD_FAILURE() << where << ": the load failed: " << e.what();
-        continue;
-      }
-      ++counts.loads;
-      const int j = check_loaded(ref, k, present, fresh->state_digest(), where);
-      ++counts.loaded[j];
-      check_resume(*fresh, *bench, sc, ref, counts, where);
-    }
+    load_every_variant(fs, path, sc, bench, ref, k, counts);
   }
   std::cout << counts.summary("AsyncCheckpointer", ref.calls, ref.saves.size()) << "; "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
