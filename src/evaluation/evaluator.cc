@@ -247,16 +247,28 @@ void Evaluator::record_epoch(const EpochRecord& r) {
   for (auto& l : loggers_) l->log_epoch(r);
 }
 
+namespace {
+
+// The accuracy on each experience of an evaluation.
+std::vector<double> accuracies(const EvalRecord& r) {
+  std::vector<double> row;
+  for (const EvalResult& e : r.results) row.push_back(e.accuracy);
+  return row;
+}
+
+// Row trained_experiences - 1 of an accuracy matrix: the evaluation's accuracies.
+void put_row(std::vector<std::vector<double>>& m, const EvalRecord& r) {
+  const size_t i = size_t(r.trained_experiences - 1);
+  if (m.size() <= i) m.resize(i + 1);
+  m[i] = accuracies(r);
+}
+
+}  // namespace
+
 void Evaluator::record_eval(const EvalRecord& r) {
   evals_.push_back(r);
   const bool after_training = r.stream == "test" && r.trained_experiences > 0;
-  if (after_training) {
-    std::vector<double> row;
-    for (const EvalResult& e : r.results) row.push_back(e.accuracy);
-    const size_t i = size_t(r.trained_experiences - 1);
-    if (matrix_.size() <= i) matrix_.resize(i + 1);
-    matrix_[i] = row;
-  }
+  if (after_training) put_row(matrix_, r);
   for (auto& l : loggers_) l->log_eval(r);
   if (after_training && !loggers_.empty()) {
     const MetricsRecord m = metrics();
@@ -288,11 +300,7 @@ std::vector<std::vector<double>> Evaluator::loss_matrix() const {
 std::vector<std::vector<double>> Evaluator::stream_accuracy_matrix(const std::string& stream) const {
   std::vector<std::vector<double>> m;
   for (const EvalRecord& r : evals_) {
-    if (r.stream != stream || r.trained_experiences <= 0) continue;
-    const size_t i = size_t(r.trained_experiences - 1);
-    if (m.size() <= i) m.resize(i + 1);
-    m[i].clear();
-    for (const EvalResult& e : r.results) m[i].push_back(e.accuracy);
+    if (r.stream == stream && r.trained_experiences > 0) put_row(m, r);
   }
   return m;
 }
@@ -300,9 +308,7 @@ std::vector<std::vector<double>> Evaluator::stream_accuracy_matrix(const std::st
 std::optional<std::vector<double>> Evaluator::initial_accuracy() const {
   const EvalRecord* r = test_eval(0);
   if (!r) return std::nullopt;
-  std::vector<double> row;
-  for (const EvalResult& e : r->results) row.push_back(e.accuracy);
-  return row;
+  return accuracies(*r);
 }
 
 double Evaluator::average_accuracy() const { return metrics::average_accuracy(matrix_); }
