@@ -629,13 +629,14 @@ std::shared_ptr<Benchmark> make_benchmark(const BenchmarkOptions& options, Objec
   if (dataset.empty()) {
     dataset = options.dataset_;
     if (dataset.empty()) throw InvalidArgument("--benchmark " + options.name_ + " needs --dataset");
-    if (dataset.find(':') != std::string::npos) {
-      split_user_dataset(dataset, "--dataset");  // a user's files: the type stays the scenario's name
-    } else if (!contains(builtin_datasets(), dataset)) {
-      std::string names;
-      for (const auto& d : builtin_datasets()) names += d + ", ";
-      throw InvalidArgument("--dataset: unknown dataset '" + dataset + "' (known: " + names + "or FORMAT:PATH)");
-    } else {
+    // FORMAT:PATH (a user's files, checked by benchmark_args): the type
+    // stays the scenario's name.
+    if (dataset.find(':') == std::string::npos) {
+      if (!contains(builtin_datasets(), dataset)) {
+        std::string names;
+        for (const auto& d : builtin_datasets()) names += d + ", ";
+        throw InvalidArgument("--dataset: unknown dataset '" + dataset + "' (known: " + names + "or FORMAT:PATH)");
+      }
       type = scenario + "-" + dataset;
     }
   } else if (!options.dataset_.empty() && options.dataset_ != dataset) {
